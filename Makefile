@@ -1,0 +1,39 @@
+# gridscore: the two commands a new user runs are `make repro` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install repro test lint bench clean help
+
+help:
+	@echo "make repro  - create .venv, install pinned dependencies, run the DVC pipeline (dvc repro)"
+	@echo "make test   - install if needed, run the test suite"
+	@echo "make lint   - ruff check and format check"
+	@echo "make bench  - generator benchmark at 1,000,000 customers (docs/benchmarks.md)"
+
+# Install the project with the exact versions in requirements.lock (pip constraints).
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+repro: install
+	$(BIN)/dvc repro
+
+test: install
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+lint: install
+	$(BIN)/ruff check features models pipelines tests benchmarks examples
+	$(BIN)/ruff format --check features models pipelines tests benchmarks examples
+
+bench: install
+	$(BIN)/python benchmarks/bench_generator.py --customers 1000000 --months 36
+
+clean:
+	rm -rf $(VENV) data artifacts reports mlflow.db mlartifacts .pytest_cache

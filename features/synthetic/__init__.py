@@ -1,0 +1,1 @@
+"""A synthetic electricity distribution company with known ground truth (docs/generator.md)."""

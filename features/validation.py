@@ -1,0 +1,283 @@
+"""Validate raw tables against the contract; rows that break a rule go to quarantine.
+
+Pure: frames in, frames out. The caller (``pipelines/validate.py``) reads the files, hands
+over each table's raw frame with its source row numbers, and writes what comes back.
+
+Checks run in a fixed order and a row's ``reason`` is the first it fails; ``reasons`` lists
+them all. 1) parsing: missing required value, unparseable number / date / bool / period,
+unknown category, non-finite number; 2) the contract's row rules (negative kWh, due date
+before issue, zero payment, ...); 3) keys: an exact repeat of an earlier row is
+``duplicate_row`` (first copy kept), copies of a key that disagree are all ``duplicate_key``;
+4) references: a bill or payment of a customer that is absent is ``unknown_customer``, of one
+that was itself quarantined ``customer_quarantined``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.contract import ContractError, TableSpec, pandas_dtype
+from features.parsing import PARSE_FAILURE_CODE, parse_column
+
+QUARANTINE_COLUMNS = ["source_file", "source_row", "reason", "column", "detail", "reasons"]
+
+
+@dataclass(frozen=True)
+class MalformedRow:
+    """A line of a text file that could not be split into the header's columns."""
+
+    source_row: int
+    detail: str
+
+
+@dataclass
+class _Issue:
+    code: str
+    column: str | None
+    mask: np.ndarray
+    detail: str
+
+
+@dataclass
+class TableResult:
+    """What validation of one table produced."""
+
+    table: str
+    source_file: str
+    valid: pd.DataFrame
+    quarantine: pd.DataFrame
+    rows_in: int
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantine)
+
+    @property
+    def quarantine_share(self) -> float:
+        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
+
+    def summary(self) -> dict:
+        """Counts for the JSON summary; rows_in == rows_passed + rows_quarantined."""
+        return {
+            "file": self.source_file,
+            "rows_in": self.rows_in,
+            "rows_passed": len(self.valid),
+            "rows_quarantined": self.rows_quarantined,
+            "quarantine_share": round(self.quarantine_share, 6),
+            "by_reason": dict(sorted(self.by_reason.items())),
+        }
+
+
+def check_columns(spec: TableSpec, columns: list[str], source: str) -> None:
+    """Stop when a required column is absent or a column name is repeated."""
+    seen = set()
+    for name in columns:
+        if name in seen:
+            raise ContractError(f"{source}: column {name!r} appears more than once in the header")
+        seen.add(name)
+    missing = [c.name for c in spec.columns if c.required and c.name not in seen]
+    if missing:
+        raise ContractError(
+            f"{source}: required column(s) {', '.join(missing)} absent; "
+            f"found {', '.join(columns) or 'no columns'}"
+        )
+
+
+def validate_table(
+    spec: TableSpec,
+    raw: pd.DataFrame,
+    source_rows: np.ndarray,
+    source: str,
+    customers_valid: pd.Index | None = None,
+    customers_seen: pd.Index | None = None,
+    malformed: list[MalformedRow] | None = None,
+) -> TableResult:
+    """Validate one raw table.
+
+    Args:
+        spec: The table's contract.
+        raw: The rows as read (text from CSV, typed from Parquet), one per source row.
+        source_rows: 1-based data-row number in the source file of each row of ``raw``.
+        source: The file name, for messages and the quarantine table.
+        customers_valid: Valid customer ids, for tables that reference customers.
+        customers_seen: Every customer id in the raw customers file, valid or not.
+        malformed: Lines that could not be split into columns; they are quarantined.
+
+    Returns:
+        Valid rows in canonical dtypes (extra columns carried along), the quarantine table
+        and the counts by reason.
+
+    Raises:
+        ContractError: The file is empty, a required column is absent, or a column's values
+            fail to parse throughout.
+    """
+    malformed = malformed or []
+    if len(raw) == 0 and not malformed:
+        raise ContractError(f"{source}: the file has no data rows")
+    check_columns(spec, list(raw.columns), source)
+    parsed, issues = _parse(spec, raw, source, source_rows)
+    issues += _rule_issues(spec, parsed)
+    clean = _first_issue(issues, len(raw)) < 0
+    issues += _key_issues(spec, parsed, clean)
+    if spec.references_customers and customers_valid is not None:
+        clean = _first_issue(issues, len(raw)) < 0
+        issues += _reference_issues(parsed, clean, customers_valid, customers_seen)
+    return _assemble(spec, raw, parsed, source_rows, source, issues, malformed)
+
+
+def _parse(spec, raw, source, source_rows):
+    parsed = raw.copy()
+    issues: list[_Issue] = []
+    for col in spec.columns:
+        if col.name not in raw.columns:
+            continue
+        result = parse_column(col, raw[col.name])
+        n_present = int((~result.missing).sum())
+        if n_present and result.unparseable.sum() == n_present:
+            first = int(np.argmax(result.unparseable))
+            raise ContractError(
+                f"{source}, column {col.name}: no value parses as {col.kind} "
+                f"(row {source_rows[first]}: {raw[col.name].iloc[first]!r}); wrong type throughout"
+            )
+        parsed[col.name] = result.values.astype(pandas_dtype(col)) if col.kind != "bool" else (
+            result.values
+        )
+        code = PARSE_FAILURE_CODE[col.kind]
+        allowed = f" (allowed: {', '.join(col.allowed)})" if col.allowed else ""
+        issues.append(_Issue(code, col.name, result.unparseable, f"{col.name} is not a valid "
+                             f"{col.kind}{allowed}"))
+        issues.append(_Issue("non_finite", col.name, result.non_finite, f"{col.name} is infinite"))
+        if not col.nullable:
+            issues.append(_Issue("missing_value", col.name, result.missing,
+                                 f"{col.name} is required but empty"))
+    return parsed, issues
+
+
+def _rule_issues(spec: TableSpec, parsed: pd.DataFrame) -> list[_Issue]:
+    issues = []
+    for rule in spec.rules:
+        if rule.column in parsed.columns:
+            mask = rule.violated(parsed).fillna(False).to_numpy(dtype=bool)
+            issues.append(_Issue(rule.code, rule.column, mask, rule.message))
+    return issues
+
+
+def _key_issues(spec: TableSpec, parsed: pd.DataFrame, clean: np.ndarray) -> list[_Issue]:
+    key = [k for k in spec.key if k in parsed.columns]
+    if not key:
+        return []
+    content = [c.name for c in spec.columns if c.name in parsed.columns]
+    candidates = parsed.loc[clean, content]
+    in_dup_key = candidates.duplicated(subset=key, keep=False)
+    dups = candidates[in_dup_key]
+    exact_repeat = dups.duplicated(subset=content, keep="first")
+    distinct = dups.drop_duplicates(subset=content).groupby(key, dropna=False).size()
+    conflicting_keys = distinct[distinct > 1].index
+    conflict = dups.set_index(key).index.isin(conflicting_keys)
+    n = len(parsed)
+    repeat_mask = np.zeros(n, dtype=bool)
+    conflict_mask = np.zeros(n, dtype=bool)
+    positions = np.flatnonzero(clean)[in_dup_key.to_numpy()]
+    conflict_mask[positions[conflict]] = True
+    repeat_mask[positions[exact_repeat.to_numpy() & ~conflict]] = True
+    key_text = "+".join(key)
+    return [
+        _Issue("duplicate_key", key[-1], conflict_mask,
+               f"{key_text} appears more than once with different values"),
+        _Issue("duplicate_row", key[-1], repeat_mask,
+               f"exact repeat of an earlier row with the same {key_text}"),
+    ]
+
+
+def _reference_issues(parsed, clean, customers_valid, customers_seen) -> list[_Issue]:
+    ids = parsed["customer_id"]
+    unknown_valid = ~ids.isin(customers_valid).to_numpy() & clean
+    seen = ids.isin(customers_seen).to_numpy() if customers_seen is not None else np.zeros(
+        len(ids), dtype=bool
+    )
+    return [
+        _Issue("customer_quarantined", "customer_id", unknown_valid & seen,
+               "customer_id belongs to a customer row that was quarantined"),
+        _Issue("unknown_customer", "customer_id", unknown_valid & ~seen,
+               "customer_id is not in the customers table"),
+    ]
+
+
+def _first_issue(issues: list[_Issue], n: int) -> np.ndarray:
+    first = np.full(n, -1, dtype=np.int32)
+    for i, issue in enumerate(issues):
+        first[(first < 0) & issue.mask] = i
+    return first
+
+
+def _assemble(spec, raw, parsed, source_rows, source, issues, malformed) -> TableResult:
+    first = _first_issue(issues, len(raw))
+    bad = first >= 0
+    valid = parsed.loc[~bad].reset_index(drop=True)
+    bools = [c.name for c in spec.columns if c.kind == "bool" and c.name in valid.columns]
+    valid = valid.astype(dict.fromkeys(bools, "bool"))
+    bad_pos = np.flatnonzero(bad)
+    primary = [issues[i] for i in first[bad]]
+    all_codes = _all_codes(issues, bad_pos)
+    quarantine = pd.DataFrame(
+        {
+            "source_file": source,
+            "source_row": np.asarray(source_rows)[bad_pos].astype("int64"),
+            "reason": [iss.code for iss in primary],
+            "column": [iss.column for iss in primary],
+            "detail": [
+                _detail(iss, raw, p) for iss, p in zip(primary, bad_pos, strict=True)
+            ],
+            "reasons": all_codes,
+        }
+    )
+    raw_bad = raw.iloc[bad_pos].reset_index(drop=True).astype("str").where(
+        raw.iloc[bad_pos].reset_index(drop=True).notna()
+    )
+    quarantine = pd.concat([quarantine, raw_bad], axis=1)
+    if malformed:
+        extra = pd.DataFrame(
+            {
+                "source_file": source,
+                "source_row": [m.source_row for m in malformed],
+                "reason": "malformed_row",
+                "column": None,
+                "detail": [m.detail for m in malformed],
+                "reasons": "malformed_row",
+            }
+        )
+        quarantine = pd.concat([quarantine, extra], ignore_index=True)
+    quarantine = quarantine.sort_values("source_row", kind="stable").reset_index(drop=True)
+    quarantine = quarantine.astype({c: "str" for c in quarantine.columns if c != "source_row"})
+    by_reason = quarantine["reason"].value_counts().to_dict()
+    return TableResult(
+        table=spec.name,
+        source_file=source,
+        valid=valid,
+        quarantine=quarantine,
+        rows_in=len(raw) + len(malformed),
+        by_reason={str(k): int(v) for k, v in by_reason.items()},
+    )
+
+
+def _all_codes(issues: list[_Issue], bad_pos: np.ndarray) -> np.ndarray:
+    """Every distinct reason code of each quarantined row, in check order, joined by ';'."""
+    codes = np.full(len(bad_pos), "", dtype=object)
+    has: dict[str, np.ndarray] = {}
+    for issue in issues:
+        seen = has.setdefault(issue.code, np.zeros(len(bad_pos), dtype=bool))
+        add = issue.mask[bad_pos] & ~seen
+        if add.any():
+            codes[add] = codes[add] + np.where(codes[add] == "", "", ";") + issue.code
+            seen |= add
+    return codes
+
+
+def _detail(issue: _Issue, raw: pd.DataFrame, pos: int) -> str:
+    if issue.column is not None and issue.column in raw.columns:
+        return f"{issue.detail}: {issue.column}={raw[issue.column].iloc[pos]!r}"
+    return issue.detail

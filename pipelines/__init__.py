@@ -1,0 +1,1 @@
+"""The edge: one thin module per DVC stage, the `gridscore` CLI, params, file I/O, MLflow."""

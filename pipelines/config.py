@@ -1,0 +1,102 @@
+"""params.yaml, read once at the edge into frozen, typed config; unknown keys are rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.contract import PERIOD_PATTERN, TARIFF_CLASSES
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerateParams(_Frozen):
+    """Size and seed of the embedded synthetic utility."""
+
+    customers: int = Field(gt=0, description="customers in the generated base")
+    months: int = Field(ge=1, le=240, description="billing months in the window")
+    start_period: str = Field(pattern=PERIOD_PATTERN, description="first billing month, YYYY-MM")
+    seed: int = Field(ge=0)
+
+
+class ValidateParams(_Frozen):
+    """Limits of the validation stage."""
+
+    max_quarantine_share: float = Field(
+        ge=0, le=1, description="stop when more than this share of a table is quarantined"
+    )
+
+
+class Tariff(_Frozen):
+    """Prices and cost of one tariff class, in currency per kWh."""
+
+    price_per_kwh: float = Field(gt=0)
+    preferential_price_per_kwh: float = Field(gt=0)
+    supply_cost_per_kwh: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _preferential_not_above_standard(self) -> Tariff:
+        if self.preferential_price_per_kwh > self.price_per_kwh:
+            raise ValueError("preferential_price_per_kwh is above price_per_kwh")
+        return self
+
+
+class Tariffs(_Frozen):
+    """One tariff per tariff class of the data contract."""
+
+    currency: str = "CNY"
+    residential: Tariff
+    commercial: Tariff
+    industrial: Tariff
+    large_industrial: Tariff
+    agricultural: Tariff
+
+    def by_class(self) -> dict[str, Tariff]:
+        return {c: getattr(self, c) for c in TARIFF_CLASSES}
+
+
+class TrackingParams(_Frozen):
+    """MLflow settings; the tracking URI itself comes from MLFLOW_TRACKING_URI or the default."""
+
+    experiment: str = "gridscore"
+    enabled: bool = True
+
+
+class Params(_Frozen):
+    """The whole of params.yaml."""
+
+    generate: GenerateParams
+    validate_: ValidateParams = Field(alias="validate")
+    tariffs: Tariffs
+    tracking: TrackingParams = TrackingParams()
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing or does not match the expected structure."""
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate params.yaml.
+
+    Raises:
+        ParamsError: The file is missing, not YAML, or breaks the schema (message lists
+            every offending key).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: no such params file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ParamsError(f"{path}: {problems}") from exc

@@ -1,0 +1,74 @@
+"""The ``generate`` stage: write the synthetic utility's raw tables and its ground truth."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from features.contract import TABLE_NAMES
+from features.synthetic.generator import BLOCK_SIZE, TariffPrices, generate_blocks, true_value_tiers
+from pipelines.config import Tariffs
+
+log = logging.getLogger(__name__)
+
+
+def tariff_prices(tariffs: Tariffs) -> TariffPrices:
+    """The generator's view of the tariffs in params.yaml."""
+    by_class = tariffs.by_class()
+    return TariffPrices(
+        price={c: t.price_per_kwh for c, t in by_class.items()},
+        preferential_price={c: t.preferential_price_per_kwh for c, t in by_class.items()},
+        supply_cost={c: t.supply_cost_per_kwh for c, t in by_class.items()},
+    )
+
+
+def main(
+    customers: int, months: int, start_period: str, seed: int, tariffs: Tariffs, out: Path, truth: Path
+) -> dict[str, int]:
+    """Generate the base and write ``out/{customers,bills,payments}.parquet`` and ``truth/``.
+
+    Files are written beside their final place and moved in when all are complete, so an
+    interrupted run never leaves a half-written base behind.
+
+    Returns:
+        Rows written per table.
+    """
+    staging = {d: d.with_name(f".{d.name}.partial") for d in (out, truth)}
+    for tmp in staging.values():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    writers: dict[str, pq.ParquetWriter] = {}
+    truth_customers: list[pa.Table] = []
+    counts = dict.fromkeys((*TABLE_NAMES, "truth_monthly"), 0)
+    blocks = generate_blocks(customers, months, start_period, seed, tariff_prices(tariffs))
+    n_blocks = -(-customers // BLOCK_SIZE)
+    for block in tqdm(blocks, total=n_blocks, desc="generate", unit="block", disable=None):
+        parts = {
+            "customers": (staging[out] / "customers.parquet", block.customers),
+            "bills": (staging[out] / "bills.parquet", block.bills),
+            "payments": (staging[out] / "payments.parquet", block.payments),
+            "truth_monthly": (staging[truth] / "monthly.parquet", block.truth_monthly),
+        }
+        for name, (path, table) in parts.items():
+            if name not in writers:
+                writers[name] = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writers[name].write_table(table)
+            counts[name] += table.num_rows
+        truth_customers.append(block.truth_customers)
+    for w in writers.values():
+        w.close()
+    tc = pa.concat_tables(truth_customers).to_pandas()
+    tc["true_value_tier"] = true_value_tiers(tc["expected_monthly_profit"])
+    pq.write_table(pa.Table.from_pandas(tc, preserve_index=False), staging[truth] / "customers.parquet")
+    for final, tmp in staging.items():
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    log.info("generated %s into %s (truth in %s)", counts, out, truth)
+    return counts

@@ -1,0 +1,102 @@
+"""The ``validate`` stage: check a raw-data folder against the contract, quarantine bad rows.
+
+Writes ``out/<table>.parquet`` (valid rows, canonical types), ``quarantine/<table>.parquet``
+(rejected rows with source row number and reason) and a JSON summary in which, for every
+table, rows_in == rows_passed + rows_quarantined.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from features.contract import TABLE_NAMES, TABLES, arrow_schema, validated_schema
+from features.validation import QUARANTINE_COLUMNS, TableResult, validate_table
+from pipelines.io import read_raw_table, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+
+class QuarantineLimitError(RuntimeError):
+    """Too large a share of a table was quarantined for the run to go on."""
+
+
+def validate_folder(raw: Path) -> dict[str, TableResult]:
+    """Validate the three raw tables of a folder; customers first, as the others refer to it."""
+    results: dict[str, TableResult] = {}
+    customers_valid = customers_seen = None
+    for name in TABLE_NAMES:
+        read = read_raw_table(raw, name)
+        log.info("%s: %d rows read from %s", name, len(read.frame) + len(read.malformed), read.source_file)
+        result = validate_table(
+            TABLES[name],
+            read.frame,
+            read.source_rows,
+            read.source_file,
+            customers_valid=customers_valid,
+            customers_seen=customers_seen,
+            malformed=read.malformed,
+        )
+        if name == "customers":
+            customers_valid = pd.Index(result.valid["customer_id"])
+            customers_seen = pd.Index(read.frame["customer_id"].astype("str").str.strip())
+        results[name] = result
+        log.info(
+            "%s: %d passed, %d quarantined %s",
+            name, len(result.valid), result.rows_quarantined, result.by_reason or "",
+        )
+    return results
+
+
+def summarise(results: dict[str, TableResult], max_share: float) -> dict:
+    """The JSON summary of a validation run."""
+    tables = {name: r.summary() for name, r in results.items()}
+    over = sorted(n for n, r in results.items() if r.quarantine_share > max_share)
+    return {"tables": tables, "max_quarantine_share": max_share, "passed": not over, "over_limit": over}
+
+
+def main(raw: Path, out: Path, quarantine: Path, summary_path: Path, max_share: float) -> dict:
+    """Run the stage; see the module docstring.
+
+    Raises:
+        ContractError: A file cannot be used at all.
+        QuarantineLimitError: A table's quarantined share is above ``max_share``; the
+            quarantine tables and the summary are written first, the valid tables are not.
+    """
+    results = validate_folder(raw)
+    for name, result in results.items():
+        write_parquet(_quarantine_frame(result), quarantine / f"{name}.parquet")
+    summary = summarise(results, max_share)
+    write_json(summary, summary_path)
+    if not summary["passed"]:
+        details = ", ".join(
+            f"{n}: {results[n].rows_quarantined} of {results[n].rows_in} rows "
+            f"({results[n].quarantine_share:.1%})"
+            for n in summary["over_limit"]
+        )
+        raise QuarantineLimitError(
+            f"too many rows quarantined ({details}; limit {max_share:.1%} from "
+            f"validate.max_quarantine_share); see {quarantine} and {summary_path}"
+        )
+    for name, result in results.items():
+        present = [c for c in result.valid.columns if c in TABLES[name].column_names]
+        checked = validated_schema(name, present).validate(result.valid)
+        write_parquet(checked, out / f"{name}.parquet", arrow_schema(name, present))
+    return summary
+
+
+def _quarantine_frame(result: TableResult) -> pd.DataFrame:
+    if len(result.quarantine):
+        return result.quarantine
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "source_row" else "str") for c in QUARANTINE_COLUMNS})
+
+
+def metrics(summary: dict) -> dict[str, float]:
+    """Flat metrics for MLflow from the summary."""
+    flat: dict[str, float] = {}
+    for name, t in summary["tables"].items():
+        for key in ("rows_in", "rows_passed", "rows_quarantined", "quarantine_share"):
+            flat[f"{name}_{key}"] = float(t[key])
+    return flat
