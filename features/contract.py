@@ -110,13 +110,13 @@ CUSTOMERS = TableSpec(
         RowRule(
             "non_positive_value",
             "voltage_kv",
-            "voltage_kv must be > 0 when given",
+            "voltage_kv must be positive when given",
             lambda d: d["voltage_kv"].le(0).fillna(False),
         ),
         RowRule(
             "non_positive_value",
             "contract_capacity_kva",
-            "contract_capacity_kva must be > 0 when given",
+            "contract_capacity_kva must be positive when given",
             lambda d: d["contract_capacity_kva"].le(0).fillna(False),
         ),
         RowRule(
@@ -142,8 +142,8 @@ BILLS = TableSpec(
         ColumnSpec("due_date", "date"),
     ),
     rules=(
-        RowRule("negative_value", "kwh", "kwh must be >= 0", lambda d: d["kwh"].lt(0)),
-        RowRule("negative_value", "amount", "amount must be >= 0", lambda d: d["amount"].lt(0)),
+        RowRule("negative_value", "kwh", "kwh must not be negative", lambda d: d["kwh"].lt(0)),
+        RowRule("negative_value", "amount", "amount must not be negative", lambda d: d["amount"].lt(0)),
         RowRule(
             "due_before_issue",
             "due_date",

@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny hand-written raw base (CSV) and a small seeded synthetic one."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import Params, load_params
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+CUSTOMERS_CSV = """\
+customer_id,tariff_class,industry,energy_intensive,preferential_tariff,region,voltage_kv,contract_capacity_kva,connected_on,disconnected_on,account_manager
+C1,residential,,false,false,north,0.22,,2015-04-01,,
+C2,large_industrial,steel,true,true,west,110,12000,2010-01-15,,Li Wei
+C3,commercial,retail,False,no,,0.4,40,2024-02-10,2025-03-20,
+"""
+BILLS_CSV = """\
+customer_id,period,kwh,amount,issued_on,due_date
+C1,2024-01,310.5,173.88,2024-02-03,2024-02-18
+C1,2024-02,290.0,162.40,2024-03-02,2024-03-17
+C1,2024-03,275.2,154.11,2024-04-03,2024-04-18
+C2,2024-01,1500000,802500.00,2024-02-02,2024-02-22
+C2,2024-02,1320000,706200.00,2024-03-01,2024-03-21
+C2,2024-03,1480000,791800.00,2024-04-02,2024-04-22
+C3,2024-02,820,656.00,2024-03-04,2024-03-24
+C3,2024-03,910,728.00,2024-04-01,2024-04-21
+"""
+PAYMENTS_CSV = """\
+payment_id,customer_id,paid_on,amount
+P1,C1,2024-02-15,173.88
+P2,C1,2024-03-20,162.40
+P3,C2,2024-02-21,802500.00
+P4,C2,2024-03-25,400000.00
+P5,C2,2024-03-29,-400000.00
+P6,C3,2024-03-20,656.00
+P7,C3,2024-04-30,728.00
+"""
+
+
+def write_tiny_base(folder: Path) -> Path:
+    """Write the tiny hand-checked raw base as CSV into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (("customers", CUSTOMERS_CSV), ("bills", BILLS_CSV), ("payments", PAYMENTS_CSV)):
+        (folder / f"{name}.csv").write_text(textwrap.dedent(text))
+    return folder
+
+
+@pytest.fixture
+def tiny_raw(tmp_path: Path) -> Path:
+    """A valid 3-customer raw folder in CSV that tests may edit."""
+    return write_tiny_base(tmp_path / "raw")
+
+
+@pytest.fixture(scope="session")
+def params() -> Params:
+    return load_params(PROJECT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def small_base(tmp_path_factory, params: Params) -> Path:
+    """A seeded synthetic base of 3,000 customers over 24 months (raw/ and truth/)."""
+    from pipelines.generate import main
+
+    root = tmp_path_factory.mktemp("small_base")
+    main(3000, 24, "2023-01", 7, params.tariffs, root / "raw", root / "truth")
+    return root
