@@ -1,0 +1,100 @@
+"""The gridscore CLI end to end on small data, with real MLflow tracking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from tests.conftest import PROJECT
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def _validate_args(raw: Path, root: Path) -> list[str]:
+    return [
+        "validate", "--raw", str(raw), "--out", str(root / "validated"),
+        "--quarantine", str(root / "quarantine"), "--summary", str(root / "validation.json"),
+        "--params", str(PROJECT / "params.yaml"),
+    ]
+
+
+def test_generate_then_validate_logs_to_mlflow(tmp_path, tracking):
+    gen = runner.invoke(app, [
+        "generate", "--out", str(tmp_path / "raw"), "--customers", "500", "--months", "13",
+        "--seed", "11", "--params", str(PROJECT / "params.yaml"),
+    ])
+    assert gen.exit_code == 0, gen.output
+    assert (tmp_path / "truth" / "monthly.parquet").exists()  # default: beside OUT
+    assert len(pd.read_parquet(tmp_path / "raw" / "customers.parquet")) == 500
+
+    res = runner.invoke(app, _validate_args(tmp_path / "raw", tmp_path))
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "validation.json").read_text())
+    assert summary["passed"] and summary["tables"]["customers"]["rows_passed"] == 500
+
+    client = mlflow.MlflowClient(tracking)
+    exp = client.get_experiment_by_name("gridscore")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["gridscore.stage"] == "validate"
+    assert run.data.metrics["customers_rows_in"] == 500
+    assert run.data.metrics["bills_rows_in"] == summary["tables"]["bills"]["rows_in"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["validation.json"]
+
+
+def test_bad_file_exits_2_naming_file_and_column(tiny_raw, tmp_path, tracking):
+    bills = pd.read_csv(tiny_raw / "bills.csv").drop(columns="kwh")
+    bills.to_csv(tiny_raw / "bills.csv", index=False)
+    res = runner.invoke(app, _validate_args(tiny_raw, tmp_path))
+    assert res.exit_code == 2
+    assert "bills.csv: required column(s) kwh absent" in res.output
+
+
+def test_too_much_quarantine_exits_2_and_keeps_the_quarantine(tiny_raw, tmp_path, tracking):
+    bills = pd.read_csv(tiny_raw / "bills.csv")
+    bills.loc[0, "kwh"] = -3
+    bills.to_csv(tiny_raw / "bills.csv", index=False)
+    res = runner.invoke(app, _validate_args(tiny_raw, tmp_path))
+    assert res.exit_code == 2
+    assert "too many rows quarantined (bills: 1 of 8 rows" in res.output
+    q = pd.read_parquet(tmp_path / "quarantine" / "bills.parquet")
+    assert q[["source_row", "reason", "column"]].values.tolist() == [[1, "negative_value", "kwh"]]
+
+
+def test_bad_params_exit_2(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((PROJECT / "params.yaml").read_text().replace("customers: 20000", "customers: -1"))
+    res = runner.invoke(app, ["generate", "--out", str(tmp_path / "raw"), "--params", str(bad)])
+    assert res.exit_code == 2
+    assert "generate.customers" in res.output
+
+
+def test_bad_override_exit_2(tmp_path):
+    res = runner.invoke(app, ["generate", "--out", str(tmp_path / "raw"), "--months", "0",
+                              "--params", str(PROJECT / "params.yaml")])
+    assert res.exit_code == 2
+    assert "months" in res.output
+
+
+def test_help_lists_one_subcommand_per_stage():
+    import yaml
+
+    res = runner.invoke(app, ["--help"])
+    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+    for stage, spec in stages.items():
+        assert stage in res.output
+        assert spec["cmd"].startswith(f"gridscore {stage} ")
