@@ -47,6 +47,7 @@ def generate(
     months: Annotated[int | None, typer.Option(help="[default: generate.months]")] = None,
     seed: Annotated[int | None, typer.Option(help="[default: generate.seed]")] = None,
     start_period: Annotated[str | None, typer.Option(help="YYYY-MM [default: generate.start_period]")] = None,
+    defect_rate: Annotated[float | None, typer.Option(help="[default: generate.defect_rate]")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Write the synthetic utility: raw tables in OUT, ground truth in TRUTH (tests only)."""
@@ -57,14 +58,20 @@ def generate(
         g = p.generate.model_copy(
             update={
                 k: v
-                for k, v in dict(customers=customers, months=months, seed=seed, start_period=start_period).items()
+                for k, v in dict(
+                    customers=customers, months=months, seed=seed, start_period=start_period,
+                    defect_rate=defect_rate,
+                ).items()
                 if v is not None
             }
         )
         g = type(g).model_validate(g.model_dump())
     except (ParamsError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    stage.main(g.customers, g.months, g.start_period, g.seed, p.tariffs, out, truth or out.parent / "truth")
+    stage.main(
+        g.customers, g.months, g.start_period, g.seed, p.tariffs, out, truth or out.parent / "truth",
+        defect_rate=g.defect_rate,
+    )
 
 
 @app.command()

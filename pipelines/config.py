@@ -21,6 +21,9 @@ class GenerateParams(_Frozen):
     months: int = Field(ge=1, le=240, description="billing months in the window")
     start_period: str = Field(pattern=PERIOD_PATTERN, description="first billing month, YYYY-MM")
     seed: int = Field(ge=0)
+    defect_rate: float = Field(
+        default=0.0, ge=0, le=0.05, description="share of rows damaged like a real extract"
+    )
 
 
 class ValidateParams(_Frozen):

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from features.contract import TABLE_NAMES
+from features.synthetic.defects import DEFECTS_SCHEMA
 from features.synthetic.generator import BLOCK_SIZE, TariffPrices, generate_blocks, true_value_tiers
 from pipelines.config import Tariffs
 
@@ -29,7 +30,14 @@ def tariff_prices(tariffs: Tariffs) -> TariffPrices:
 
 
 def main(
-    customers: int, months: int, start_period: str, seed: int, tariffs: Tariffs, out: Path, truth: Path
+    customers: int,
+    months: int,
+    start_period: str,
+    seed: int,
+    tariffs: Tariffs,
+    out: Path,
+    truth: Path,
+    defect_rate: float = 0.0,
 ) -> dict[str, int]:
     """Generate the base and write ``out/{customers,bills,payments}.parquet`` and ``truth/``.
 
@@ -45,8 +53,9 @@ def main(
         tmp.mkdir(parents=True)
     writers: dict[str, pq.ParquetWriter] = {}
     truth_customers: list[pa.Table] = []
+    defects: list[tuple[str, int, str]] = []
     counts = dict.fromkeys((*TABLE_NAMES, "truth_monthly"), 0)
-    blocks = generate_blocks(customers, months, start_period, seed, tariff_prices(tariffs))
+    blocks = generate_blocks(customers, months, start_period, seed, tariff_prices(tariffs), defect_rate)
     n_blocks = -(-customers // BLOCK_SIZE)
     for block in tqdm(blocks, total=n_blocks, desc="generate", unit="block", disable=None):
         parts = {
@@ -55,6 +64,8 @@ def main(
             "payments": (staging[out] / "payments.parquet", block.payments),
             "truth_monthly": (staging[truth] / "monthly.parquet", block.truth_monthly),
         }
+        for name, rows in block.defects.items():  # block rows -> 1-based rows of the file
+            defects += [(name, counts[name] + row + 1, reason) for row, reason in rows]
         for name, (path, table) in parts.items():
             if name not in writers:
                 writers[name] = pq.ParquetWriter(path, table.schema, compression="zstd")
@@ -66,6 +77,11 @@ def main(
     tc = pa.concat_tables(truth_customers).to_pandas()
     tc["true_value_tier"] = true_value_tiers(tc["expected_monthly_profit"])
     pq.write_table(pa.Table.from_pandas(tc, preserve_index=False), staging[truth] / "customers.parquet")
+    defects_table = pa.table(
+        {k: [d[i] for d in defects] for i, k in enumerate(DEFECTS_SCHEMA.names)}, schema=DEFECTS_SCHEMA
+    )
+    pq.write_table(defects_table, staging[truth] / "defects.parquet")
+    counts["defects"] = defects_table.num_rows
     for final, tmp in staging.items():
         if final.exists():
             shutil.rmtree(final)

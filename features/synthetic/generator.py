@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from features.contract import TARIFF_CLASSES, arrow_schema
 from features.synthetic.archetypes import ARCHETYPES, REGIONS
+from features.synthetic.defects import inject
 from features.synthetic.population import BEHAVIOURS, Window, draw_population
 from features.synthetic.simulate import Prices, Simulation, simulate
 
@@ -73,10 +74,16 @@ class Block:
     payments: pa.Table
     truth_customers: pa.Table
     truth_monthly: pa.Table
+    defects: dict[str, list[tuple[int, str]]]  # table -> (row in this block, expected reason)
 
 
 def generate_blocks(
-    customers: int, months: int, start_period: str, seed: int, tariffs: TariffPrices
+    customers: int,
+    months: int,
+    start_period: str,
+    seed: int,
+    tariffs: TariffPrices,
+    defect_rate: float = 0.0,
 ) -> Iterator[Block]:
     """Yield the synthetic base block by block.
 
@@ -86,6 +93,8 @@ def generate_blocks(
         start_period: First billing month, ``YYYY-MM``.
         seed: Seed of the whole base.
         tariffs: Prices and supply costs, from params.yaml.
+        defect_rate: Share of rows damaged the way real extracts are (see
+            :mod:`features.synthetic.defects`); 0 gives clean tables.
     """
     window = Window(np.datetime64(start_period, "M"), months)
     n_blocks = -(-customers // BLOCK_SIZE)
@@ -97,7 +106,11 @@ def generate_blocks(
         pop = draw_population(first, n, window, rng)
         prices = tariffs.for_customers(pop.tariff_class, pop.preferential)
         sim = simulate(pop, window, prices, rng)
-        yield _tables(pop, sim, window, prices)
+        block = _tables(pop, sim, window, prices)
+        dirty = inject(block.customers, block.bills, block.payments, defect_rate, rng)
+        block.customers, block.bills, block.payments = dirty.customers, dirty.bills, dirty.payments
+        block.defects = dirty.expected
+        yield block
 
 
 def _ids(prefix: str, index: np.ndarray) -> pa.Array:
@@ -145,6 +158,7 @@ def _tables(pop, sim: Simulation, window: Window, prices: Prices) -> Block:
         payments=_payments_table(pop, sim, periods),
         truth_customers=_truth_customers(pop, sim, window, prices, ids),
         truth_monthly=_truth_monthly(sim, ids, periods),
+        defects={},
     )
 
 

@@ -63,7 +63,9 @@ def test_truth_is_kept_apart_from_the_raw_tables(small_base):
     assert sorted(p.name for p in (small_base / "raw").iterdir()) == [
         "bills.parquet", "customers.parquet", "payments.parquet"
     ]
-    assert sorted(p.name for p in (small_base / "truth").iterdir()) == ["customers.parquet", "monthly.parquet"]
+    assert sorted(p.name for p in (small_base / "truth").iterdir()) == [
+        "customers.parquet", "defects.parquet", "monthly.parquet"
+    ]
 
 
 def test_tariff_mix_is_residential_but_kwh_is_industrial(base):
@@ -163,3 +165,18 @@ def test_truth_tiers_cover_a_pyramid(base):
     assert counts["A"] < counts["B"] < counts["C"] < counts["D"]
     profit = base["truth"].groupby("true_value_tier")["expected_monthly_profit"].sum()
     assert profit["A"] / profit.sum() == pytest.approx(0.5, abs=0.1)
+
+
+def test_injected_defects_are_exactly_what_validation_quarantines(tmp_path, params):
+    main(2000, 12, "2024-01", 5, params.tariffs, tmp_path / "raw", tmp_path / "truth", defect_rate=0.003)
+    expected = pd.read_parquet(tmp_path / "truth" / "defects.parquet")
+    assert set(expected["reason"]) >= {
+        "negative_value", "due_before_issue", "unknown_customer", "duplicate_row", "duplicate_key",
+        "zero_amount", "customer_quarantined", "non_positive_value", "disconnected_before_connected",
+    }
+    results = validate_folder(tmp_path / "raw")
+    for table, r in results.items():
+        got = r.quarantine[["source_row", "reason"]].sort_values("source_row").values.tolist()
+        want = expected[expected["table"] == table][["source_row", "reason"]].sort_values("source_row")
+        assert got == want.values.tolist(), table
+        assert r.rows_in == len(r.valid) + r.rows_quarantined
