@@ -32,8 +32,13 @@ def _generator(customers: int, months: int, out: Path, q) -> None:
     params = load_params(PROJECT / "params.yaml")
     t0 = time.perf_counter()
     counts = main(customers, months, "2023-01", 1, params.tariffs, out / "raw", out / "truth")
-    q.put({"seconds": time.perf_counter() - t0, "rows": counts,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    q.put(
+        {
+            "seconds": time.perf_counter() - t0,
+            "rows": counts,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def _baseline(counts: dict, out: Path, q) -> None:
@@ -48,8 +53,12 @@ def _baseline(counts: dict, out: Path, q) -> None:
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    schemas = {"customers": arrow_schema("customers"), "bills": arrow_schema("bills"),
-               "payments": arrow_schema("payments"), "truth_monthly": TRUTH_MONTHLY_SCHEMA}
+    schemas = {
+        "customers": arrow_schema("customers"),
+        "bills": arrow_schema("bills"),
+        "payments": arrow_schema("payments"),
+        "truth_monthly": TRUTH_MONTHLY_SCHEMA,
+    }
     n_blocks = -(-counts["customers"] // BLOCK_SIZE)
     ids = pa.array([f"C{i:08d}" for i in range(BLOCK_SIZE)])
     for name, schema in schemas.items():
@@ -65,14 +74,20 @@ def _baseline(counts: dict, out: Path, q) -> None:
                     if pa.types.is_string(field.type):
                         cols.append(ids.take(pa.array(rng.integers(0, BLOCK_SIZE, n))))
                     elif pa.types.is_date32(field.type):
-                        cols.append(pa.array(rng.integers(19000, 20000, n).astype(np.int32), pa.date32()))
+                        cols.append(
+                            pa.array(rng.integers(19000, 20000, n).astype(np.int32), pa.date32())
+                        )
                     elif pa.types.is_boolean(field.type):
                         cols.append(pa.array(rng.random(n) < 0.5))
                     else:
                         cols.append(pa.array(np.round(rng.lognormal(5, 1, n), 2)))
                 w.write_table(pa.Table.from_arrays(cols, schema=schema))
-    q.put({"seconds": time.perf_counter() - t0,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    q.put(
+        {
+            "seconds": time.perf_counter() - t0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def _measure(target, *args) -> dict:
@@ -90,7 +105,9 @@ def _size_mb(path: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--months", type=int, default=36)
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -105,20 +122,32 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     rows = sum(gen["rows"].values())
-    print(f"\n{args.customers:,} customers x {args.months} months: {rows:,} rows "
-          f"({', '.join(f'{k} {v:,}' for k, v in gen['rows'].items())})\n")
-    print("| run | seconds | peak RSS (MB) | Parquet (MB) | time vs baseline | memory vs baseline |")
+    print(
+        f"\n{args.customers:,} customers x {args.months} months: {rows:,} rows "
+        f"({', '.join(f'{k} {v:,}' for k, v in gen['rows'].items())})\n"
+    )
+    print(
+        "| run | seconds | peak RSS (MB) | Parquet (MB) | time vs baseline | memory vs baseline |"
+    )
     print("|---|---|---|---|---|---|")
     for label, r in (("generator", gen), ("baseline: random values, same rows and types", base)):
-        print(f"| {label} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['mb_on_disk']:.0f} | "
-              f"{r['seconds'] / base['seconds']:.2f} | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f} |")
-    print(f"| generator, {args.customers // 2:,} customers | {half['seconds']:.1f} | "
-          f"{half['peak_rss_mb']:.0f} | | {half['seconds'] / base['seconds']:.2f} | "
-          f"{half['peak_rss_mb'] / base['peak_rss_mb']:.2f} |")
-    print(f"\nfull / half size: time x{gen['seconds'] / half['seconds']:.2f}, "
-          f"memory x{gen['peak_rss_mb'] / half['peak_rss_mb']:.2f}")
+        print(
+            f"| {label} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['mb_on_disk']:.0f} | "
+            f"{r['seconds'] / base['seconds']:.2f} | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f} |"
+        )
+    print(
+        f"| generator, {args.customers // 2:,} customers | {half['seconds']:.1f} | "
+        f"{half['peak_rss_mb']:.0f} | | {half['seconds'] / base['seconds']:.2f} | "
+        f"{half['peak_rss_mb'] / base['peak_rss_mb']:.2f} |"
+    )
+    print(
+        f"\nfull / half size: time x{gen['seconds'] / half['seconds']:.2f}, "
+        f"memory x{gen['peak_rss_mb'] / half['peak_rss_mb']:.2f}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"generator": gen, "baseline": base, "half": half}, indent=2))
+        args.json.write_text(
+            json.dumps({"generator": gen, "baseline": base, "half": half}, indent=2)
+        )
 
 
 if __name__ == "__main__":

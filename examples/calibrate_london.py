@@ -28,26 +28,38 @@ def london_monthly(folder: Path) -> pd.DataFrame:
     """London household-months with a full month of readings (days >= 28)."""
     df = pd.read_csv(folder / "lcl_monthly_by_household.csv")
     df = df[df["days"] >= 28]
-    return df.rename(columns={"LCLid": "customer_id", "month": "period"})[["customer_id", "period", "kwh"]]
+    return df.rename(columns={"LCLid": "customer_id", "month": "period"})[
+        ["customer_id", "period", "kwh"]
+    ]
 
 
 def generated_monthly(raw: Path) -> pd.DataFrame:
-    customers = pq.read_table(raw / "customers.parquet", columns=["customer_id", "tariff_class"]).to_pandas()
-    bills = pq.read_table(raw / "bills.parquet", columns=["customer_id", "period", "kwh"]).to_pandas()
+    customers = pq.read_table(
+        raw / "customers.parquet", columns=["customer_id", "tariff_class"]
+    ).to_pandas()
+    bills = pq.read_table(
+        raw / "bills.parquet", columns=["customer_id", "period", "kwh"]
+    ).to_pandas()
     homes = customers.loc[customers["tariff_class"] == "residential", "customer_id"]
     return bills[bills["customer_id"].isin(homes)]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--london", type=Path, default=PROJECT.parent / "shared" / "data" / "london_lcl")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--london", type=Path, default=PROJECT.parent / "shared" / "data" / "london_lcl"
+    )
     ap.add_argument("--raw", type=Path, help="a generated raw folder; default: generate one")
     args = ap.parse_args()
     real = household_figures(london_monthly(args.london), 2013)
     if args.raw is None:
         tmp = Path(tempfile.mkdtemp())
         params = load_params(PROJECT / "params.yaml")
-        generate(20_000, 36, "2023-01", params.generate.seed, params.tariffs, tmp / "raw", tmp / "truth")
+        generate(
+            20_000, 36, "2023-01", params.generate.seed, params.tariffs, tmp / "raw", tmp / "truth"
+        )
         args.raw = tmp / "raw"
     synth = household_figures(generated_monthly(args.raw), 2024)
     print("| figure | London households (2013) | synthetic households (2024) |")

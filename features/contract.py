@@ -143,7 +143,9 @@ BILLS = TableSpec(
     ),
     rules=(
         RowRule("negative_value", "kwh", "kwh must not be negative", lambda d: d["kwh"].lt(0)),
-        RowRule("negative_value", "amount", "amount must not be negative", lambda d: d["amount"].lt(0)),
+        RowRule(
+            "negative_value", "amount", "amount must not be negative", lambda d: d["amount"].lt(0)
+        ),
         RowRule(
             "due_before_issue",
             "due_date",
@@ -207,7 +209,10 @@ def arrow_schema(table: str, present: list[str] | None = None) -> pa_arrow.Schem
     spec = TABLES[table]
     names = spec.column_names if present is None else [n for n in spec.column_names if n in present]
     return pa_arrow.schema(
-        [pa_arrow.field(n, _ARROW_TYPES[spec.column(n).kind], spec.column(n).nullable) for n in names]
+        [
+            pa_arrow.field(n, _ARROW_TYPES[spec.column(n).kind], spec.column(n).nullable)
+            for n in names
+        ]
     )
 
 

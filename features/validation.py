@@ -143,17 +143,23 @@ def _parse(spec, raw, source, source_rows):
                 f"{source}, column {col.name}: no value parses as {col.kind} "
                 f"(row {source_rows[first]}: {raw[col.name].iloc[first]!r}); wrong type throughout"
             )
-        parsed[col.name] = result.values.astype(pandas_dtype(col)) if col.kind != "bool" else (
-            result.values
+        parsed[col.name] = (
+            result.values.astype(pandas_dtype(col)) if col.kind != "bool" else (result.values)
         )
         code = PARSE_FAILURE_CODE[col.kind]
         allowed = f" (allowed: {', '.join(col.allowed)})" if col.allowed else ""
-        issues.append(_Issue(code, col.name, result.unparseable, f"{col.name} is not a valid "
-                             f"{col.kind}{allowed}"))
+        issues.append(
+            _Issue(
+                code, col.name, result.unparseable, f"{col.name} is not a valid {col.kind}{allowed}"
+            )
+        )
         issues.append(_Issue("non_finite", col.name, result.non_finite, f"{col.name} is infinite"))
         if not col.nullable:
-            issues.append(_Issue("missing_value", col.name, result.missing,
-                                 f"{col.name} is required but empty"))
+            issues.append(
+                _Issue(
+                    "missing_value", col.name, result.missing, f"{col.name} is required but empty"
+                )
+            )
     return parsed, issues
 
 
@@ -186,24 +192,42 @@ def _key_issues(spec: TableSpec, parsed: pd.DataFrame, clean: np.ndarray) -> lis
     repeat_mask[positions[exact_repeat.to_numpy() & ~conflict]] = True
     key_text = "+".join(key)
     return [
-        _Issue("duplicate_key", key[-1], conflict_mask,
-               f"{key_text} appears more than once with different values"),
-        _Issue("duplicate_row", key[-1], repeat_mask,
-               f"exact repeat of an earlier row with the same {key_text}"),
+        _Issue(
+            "duplicate_key",
+            key[-1],
+            conflict_mask,
+            f"{key_text} appears more than once with different values",
+        ),
+        _Issue(
+            "duplicate_row",
+            key[-1],
+            repeat_mask,
+            f"exact repeat of an earlier row with the same {key_text}",
+        ),
     ]
 
 
 def _reference_issues(parsed, clean, customers_valid, customers_seen) -> list[_Issue]:
     ids = parsed["customer_id"]
     unknown_valid = ~ids.isin(customers_valid).to_numpy() & clean
-    seen = ids.isin(customers_seen).to_numpy() if customers_seen is not None else np.zeros(
-        len(ids), dtype=bool
+    seen = (
+        ids.isin(customers_seen).to_numpy()
+        if customers_seen is not None
+        else np.zeros(len(ids), dtype=bool)
     )
     return [
-        _Issue("customer_quarantined", "customer_id", unknown_valid & seen,
-               "customer_id belongs to a customer row that was quarantined"),
-        _Issue("unknown_customer", "customer_id", unknown_valid & ~seen,
-               "customer_id is not in the customers table"),
+        _Issue(
+            "customer_quarantined",
+            "customer_id",
+            unknown_valid & seen,
+            "customer_id belongs to a customer row that was quarantined",
+        ),
+        _Issue(
+            "unknown_customer",
+            "customer_id",
+            unknown_valid & ~seen,
+            "customer_id is not in the customers table",
+        ),
     ]
 
 
@@ -229,14 +253,15 @@ def _assemble(spec, raw, parsed, source_rows, source, issues, malformed) -> Tabl
             "source_row": np.asarray(source_rows)[bad_pos].astype("int64"),
             "reason": [iss.code for iss in primary],
             "column": [iss.column for iss in primary],
-            "detail": [
-                _detail(iss, raw, p) for iss, p in zip(primary, bad_pos, strict=True)
-            ],
+            "detail": [_detail(iss, raw, p) for iss, p in zip(primary, bad_pos, strict=True)],
             "reasons": all_codes,
         }
     )
-    raw_bad = raw.iloc[bad_pos].reset_index(drop=True).astype("str").where(
-        raw.iloc[bad_pos].reset_index(drop=True).notna()
+    raw_bad = (
+        raw.iloc[bad_pos]
+        .reset_index(drop=True)
+        .astype("str")
+        .where(raw.iloc[bad_pos].reset_index(drop=True).notna())
     )
     quarantine = pd.concat([quarantine, raw_bad], axis=1)
     if malformed:

@@ -46,12 +46,16 @@ def generate(
     customers: Annotated[int | None, typer.Option(help="[default: generate.customers]")] = None,
     months: Annotated[int | None, typer.Option(help="[default: generate.months]")] = None,
     seed: Annotated[int | None, typer.Option(help="[default: generate.seed]")] = None,
-    start_period: Annotated[str | None, typer.Option(help="YYYY-MM [default: generate.start_period]")] = None,
-    defect_rate: Annotated[float | None, typer.Option(help="[default: generate.defect_rate]")] = None,
+    start_period: Annotated[
+        str | None, typer.Option(help="YYYY-MM [default: generate.start_period]")
+    ] = None,
+    defect_rate: Annotated[
+        float | None, typer.Option(help="[default: generate.defect_rate]")
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Write the synthetic utility: raw tables in OUT, ground truth in TRUTH (tests only)."""
-    from pipelines import generate as stage  # noqa: PLC0415 - keep `--help` fast
+    from pipelines import generate as stage
 
     try:
         p = load_params(params)
@@ -59,7 +63,10 @@ def generate(
             update={
                 k: v
                 for k, v in dict(
-                    customers=customers, months=months, seed=seed, start_period=start_period,
+                    customers=customers,
+                    months=months,
+                    seed=seed,
+                    start_period=start_period,
                     defect_rate=defect_rate,
                 ).items()
                 if v is not None
@@ -69,22 +76,30 @@ def generate(
     except (ParamsError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     stage.main(
-        g.customers, g.months, g.start_period, g.seed, p.tariffs, out, truth or out.parent / "truth",
+        g.customers,
+        g.months,
+        g.start_period,
+        g.seed,
+        p.tariffs,
+        out,
+        truth or out.parent / "truth",
         defect_rate=g.defect_rate,
     )
 
 
 @app.command()
 def validate(
-    raw: Annotated[Path, typer.Option(help="raw-data folder: customers, bills, payments (.csv or .parquet)")],
+    raw: Annotated[
+        Path, typer.Option(help="raw-data folder: customers, bills, payments (.csv or .parquet)")
+    ],
     out: Annotated[Path, typer.Option(help="folder for the validated tables")],
     quarantine: Annotated[Path, typer.Option(help="folder for the quarantined rows")],
     summary: Annotated[Path, typer.Option(help="JSON summary (DVC metrics)")],
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Check RAW against the data contract; bad rows go to QUARANTINE with their reason."""
-    from pipelines import tracking  # noqa: PLC0415
-    from pipelines import validate as stage  # noqa: PLC0415
+    from pipelines import tracking
+    from pipelines import validate as stage
 
     try:
         p = load_params(params)

@@ -55,7 +55,9 @@ def main(
     truth_customers: list[pa.Table] = []
     defects: list[tuple[str, int, str]] = []
     counts = dict.fromkeys((*TABLE_NAMES, "truth_monthly"), 0)
-    blocks = generate_blocks(customers, months, start_period, seed, tariff_prices(tariffs), defect_rate)
+    blocks = generate_blocks(
+        customers, months, start_period, seed, tariff_prices(tariffs), defect_rate
+    )
     n_blocks = -(-customers // BLOCK_SIZE)
     for block in tqdm(blocks, total=n_blocks, desc="generate", unit="block", disable=None):
         parts = {
@@ -76,9 +78,12 @@ def main(
         w.close()
     tc = pa.concat_tables(truth_customers).to_pandas()
     tc["true_value_tier"] = true_value_tiers(tc["expected_monthly_profit"])
-    pq.write_table(pa.Table.from_pandas(tc, preserve_index=False), staging[truth] / "customers.parquet")
+    pq.write_table(
+        pa.Table.from_pandas(tc, preserve_index=False), staging[truth] / "customers.parquet"
+    )
     defects_table = pa.table(
-        {k: [d[i] for d in defects] for i, k in enumerate(DEFECTS_SCHEMA.names)}, schema=DEFECTS_SCHEMA
+        {k: [d[i] for d in defects] for i, k in enumerate(DEFECTS_SCHEMA.names)},
+        schema=DEFECTS_SCHEMA,
     )
     pq.write_table(defects_table, staging[truth] / "defects.parquet")
     counts["defects"] = defects_table.num_rows

@@ -35,12 +35,19 @@ def find_raw_file(folder: Path, name: str) -> Path:
     """The one ``NAME.csv`` or ``NAME.parquet`` file of a raw table in ``folder``."""
     if not folder.is_dir():
         raise ContractError(f"raw-data folder {folder} does not exist")
-    found = [folder / f"{name}.{ext}" for ext in ("csv", "parquet") if (folder / f"{name}.{ext}").exists()]
+    found = [
+        folder / f"{name}.{ext}"
+        for ext in ("csv", "parquet")
+        if (folder / f"{name}.{ext}").exists()
+    ]
     if not found:
-        raise ContractError(f"{folder}: table {name!r} missing (expected {name}.csv or {name}.parquet)")
+        raise ContractError(
+            f"{folder}: table {name!r} missing (expected {name}.csv or {name}.parquet)"
+        )
     if len(found) > 1:
         raise ContractError(
-            f"{folder}: both {name}.csv and {name}.parquet exist; keep one so the input is unambiguous"
+            f"{folder}: both {name}.csv and {name}.parquet exist; "
+            "keep one so the input is unambiguous"
         )
     return found[0]
 
@@ -83,7 +90,9 @@ def _read_csv(path: Path) -> RawRead:
         table, invalid = _arrow_csv(path, header, use_threads=False)
     bad_rows = sorted((r.number - 1, r) for r in invalid)
     malformed = [
-        MalformedRow(n, f"expected {r.expected_columns} fields, found {r.actual_columns}: {r.text[:200]!r}")
+        MalformedRow(
+            n, f"expected {r.expected_columns} fields, found {r.actual_columns}: {r.text[:200]!r}"
+        )
         for n, r in bad_rows
     ]
     n_total = table.num_rows + len(malformed)
@@ -136,7 +145,10 @@ def write_parquet(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
     if schema is not None:
-        fields = [schema.field(n) if n in schema.names else table.schema.field(n) for n in table.column_names]
+        fields = [
+            schema.field(n) if n in schema.names else table.schema.field(n)
+            for n in table.column_names
+        ]
         table = table.cast(pa.schema(fields))
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)

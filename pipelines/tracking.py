@@ -19,7 +19,9 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 
 def tracking_uri(project_dir: Path) -> str:
     """The tracking URI: ``MLFLOW_TRACKING_URI`` or ``sqlite:///<project>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_dir / DEFAULT_DB).resolve()}"
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_dir / DEFAULT_DB).resolve()}"
+    )
 
 
 def log_stage_run(
@@ -31,7 +33,7 @@ def log_stage_run(
     project_dir: Path = Path("."),
 ) -> str:
     """Log one stage run (params, metrics, files) and return its run id."""
-    import mlflow  # noqa: PLC0415 - heavy import, only when logging
+    import mlflow
 
     uri = tracking_uri(project_dir)
     mlflow.set_tracking_uri(uri)
@@ -44,7 +46,9 @@ def log_stage_run(
         exp_id = client.create_experiment(experiment, artifact_location=location)
     else:
         exp_id = exp.experiment_id
-    with mlflow.start_run(experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}) as run:
+    with mlflow.start_run(
+        experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}
+    ) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         for path in artifacts:

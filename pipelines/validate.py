@@ -29,7 +29,12 @@ def validate_folder(raw: Path) -> dict[str, TableResult]:
     customers_valid = customers_seen = None
     for name in TABLE_NAMES:
         read = read_raw_table(raw, name)
-        log.info("%s: %d rows read from %s", name, len(read.frame) + len(read.malformed), read.source_file)
+        log.info(
+            "%s: %d rows read from %s",
+            name,
+            len(read.frame) + len(read.malformed),
+            read.source_file,
+        )
         result = validate_table(
             TABLES[name],
             read.frame,
@@ -45,7 +50,10 @@ def validate_folder(raw: Path) -> dict[str, TableResult]:
         results[name] = result
         log.info(
             "%s: %d passed, %d quarantined %s",
-            name, len(result.valid), result.rows_quarantined, result.by_reason or "",
+            name,
+            len(result.valid),
+            result.rows_quarantined,
+            result.by_reason or "",
         )
     return results
 
@@ -54,7 +62,12 @@ def summarise(results: dict[str, TableResult], max_share: float) -> dict:
     """The JSON summary of a validation run."""
     tables = {name: r.summary() for name, r in results.items()}
     over = sorted(n for n, r in results.items() if r.quarantine_share > max_share)
-    return {"tables": tables, "max_quarantine_share": max_share, "passed": not over, "over_limit": over}
+    return {
+        "tables": tables,
+        "max_quarantine_share": max_share,
+        "passed": not over,
+        "over_limit": over,
+    }
 
 
 def main(raw: Path, out: Path, quarantine: Path, summary_path: Path, max_share: float) -> dict:
@@ -90,7 +103,9 @@ def main(raw: Path, out: Path, quarantine: Path, summary_path: Path, max_share: 
 def _quarantine_frame(result: TableResult) -> pd.DataFrame:
     if len(result.quarantine):
         return result.quarantine
-    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "source_row" else "str") for c in QUARANTINE_COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype="int64" if c == "source_row" else "str") for c in QUARANTINE_COLUMNS}
+    )
 
 
 def metrics(summary: dict) -> dict[str, float]:

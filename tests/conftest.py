@@ -43,7 +43,11 @@ P7,C3,2024-04-30,728.00
 def write_tiny_base(folder: Path) -> Path:
     """Write the tiny hand-checked raw base as CSV into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, text in (("customers", CUSTOMERS_CSV), ("bills", BILLS_CSV), ("payments", PAYMENTS_CSV)):
+    for name, text in (
+        ("customers", CUSTOMERS_CSV),
+        ("bills", BILLS_CSV),
+        ("payments", PAYMENTS_CSV),
+    ):
         (folder / f"{name}.csv").write_text(textwrap.dedent(text))
     return folder
 

@@ -18,9 +18,14 @@ from tests.conftest import PROJECT
 def _project_files() -> list[str]:
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT, check=True, capture_output=True, text=True,
+        cwd=PROJECT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
-    return [f for f in out if (PROJECT / f).is_file() and not f.startswith(("metrics/", "dvc.lock"))]
+    return [
+        f for f in out if (PROJECT / f).is_file() and not f.startswith(("metrics/", "dvc.lock"))
+    ]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:

@@ -15,10 +15,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-DEFECTS_SCHEMA = pa.schema([("table", pa.string()), ("source_row", pa.int64()), ("reason", pa.string())])
+DEFECTS_SCHEMA = pa.schema(
+    [("table", pa.string()), ("source_row", pa.int64()), ("reason", pa.string())]
+)
 
 #: Kinds of defect per table and the validation reason each must produce.
-BILL_DEFECTS = ("negative_value", "due_before_issue", "unknown_customer", "duplicate_row", "duplicate_key")
+BILL_DEFECTS = (
+    "negative_value",
+    "due_before_issue",
+    "unknown_customer",
+    "duplicate_row",
+    "duplicate_key",
+)
 PAYMENT_DEFECTS = ("zero_amount", "unknown_customer", "duplicate_key")
 CUSTOMER_DEFECTS = ("non_positive_value", "disconnected_before_connected")
 
@@ -39,14 +47,18 @@ def _set(table: pa.Table, name: str, values) -> pa.Table:
     return table.set_column(i, field, pa.array(values, field.type, from_pandas=True))
 
 
-def _pick(rng: np.random.Generator, candidates: np.ndarray, rate: float, kinds: int) -> list[np.ndarray]:
+def _pick(
+    rng: np.random.Generator, candidates: np.ndarray, rate: float, kinds: int
+) -> list[np.ndarray]:
     """Disjoint random rows for each kind of defect, ``rate`` of the candidates in all."""
     n = int(rng.binomial(len(candidates), rate)) if len(candidates) else 0
-    chosen = rng.permutation(candidates)[: n]
+    chosen = rng.permutation(candidates)[:n]
     return np.array_split(np.sort(chosen), kinds)
 
 
-def inject(customers: pa.Table, bills: pa.Table, payments: pa.Table, rate: float, rng: np.random.Generator) -> Injected:
+def inject(
+    customers: pa.Table, bills: pa.Table, payments: pa.Table, rate: float, rng: np.random.Generator
+) -> Injected:
     """Damage a share ``rate`` of each table; see the module docstring."""
     expected: dict[str, list[tuple[int, str]]] = {"customers": [], "bills": [], "payments": []}
     if rate <= 0:
@@ -57,7 +69,9 @@ def inject(customers: pa.Table, bills: pa.Table, payments: pa.Table, rate: float
     voltage[volt] = 0.0
     connected = customers["connected_on"].to_numpy(zero_copy_only=False).astype("datetime64[D]")
     disc = disc[~np.isnat(connected[disc])]
-    disconnected = customers["disconnected_on"].to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    disconnected = (
+        customers["disconnected_on"].to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    )
     disconnected[disc] = connected[disc] - np.timedelta64(30, "D")
     customers = _set(_set(customers, "voltage_kv", voltage), "disconnected_on", disconnected)
     expected["customers"] = [(int(i), "non_positive_value") for i in volt] + [
@@ -70,7 +84,9 @@ def inject(customers: pa.Table, bills: pa.Table, payments: pa.Table, rate: float
 
 
 def _cascade(table: pa.Table, bad_customers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    hit = pc.is_in(table["customer_id"], pa.array(bad_customers, pa.string())).to_numpy(zero_copy_only=False)
+    hit = pc.is_in(table["customer_id"], pa.array(bad_customers, pa.string())).to_numpy(
+        zero_copy_only=False
+    )
     return np.flatnonzero(hit), np.flatnonzero(~hit)
 
 
@@ -101,7 +117,9 @@ def _bills(bills: pa.Table, bad_customers: np.ndarray, rate: float, rng) -> tupl
     return out, expected
 
 
-def _payments(payments: pa.Table, bad_customers: np.ndarray, rate: float, rng) -> tuple[pa.Table, list]:
+def _payments(
+    payments: pa.Table, bad_customers: np.ndarray, rate: float, rng
+) -> tuple[pa.Table, list]:
     cascaded, clean = _cascade(payments, bad_customers)
     zero, unknown, conflict = _pick(rng, clean, rate, len(PAYMENT_DEFECTS))
     amount = payments["amount"].to_numpy().copy()

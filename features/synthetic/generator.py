@@ -187,7 +187,9 @@ def _truth_customers(pop, sim: Simulation, window: Window, prices: Prices, ids) 
     return pa.table(
         {
             "customer_id": ids,
-            "latent_segment": pa.array(np.array([a.name for a in ARCHETYPES], dtype=object)[pop.archetype]),
+            "latent_segment": pa.array(
+                np.array([a.name for a in ARCHETYPES], dtype=object)[pop.archetype]
+            ),
             "behaviour": pa.array(np.array(BEHAVIOURS, dtype=object)[pop.behaviour]),
             "latent_risk": pop.risk,
             "level_kwh": pop.level,
@@ -213,7 +215,9 @@ def _truth_monthly(sim: Simulation, ids: pa.Array, periods: pa.Array) -> pa.Tabl
     )
 
 
-def true_value_tiers(expected_profit: pd.Series, shares: tuple[float, ...] = TRUE_TIER_SHARES) -> pd.Series:
+def true_value_tiers(
+    expected_profit: pd.Series, shares: tuple[float, ...] = TRUE_TIER_SHARES
+) -> pd.Series:
     """Tier A/B/C/D of each customer by its share of the base's expected profit.
 
     Customers are ranked by expected profit; A holds the first ``shares[0]`` of the total,
@@ -222,5 +226,7 @@ def true_value_tiers(expected_profit: pd.Series, shares: tuple[float, ...] = TRU
     order = expected_profit.sort_values(ascending=False, kind="stable")
     cum = order.clip(lower=0).cumsum() / max(order.clip(lower=0).sum(), 1e-12)
     before = cum.shift(fill_value=0.0)  # share held by customers ranked above
-    tier = np.select([before < shares[0], before < shares[1], before < shares[2]], ["A", "B", "C"], "D")
+    tier = np.select(
+        [before < shares[0], before < shares[1], before < shares[2]], ["A", "B", "C"], "D"
+    )
     return pd.Series(tier, index=order.index).reindex(expected_profit.index)

@@ -76,7 +76,9 @@ class Population:
         return len(self.index)
 
 
-def draw_population(first_index: int, n: int, window: Window, rng: np.random.Generator) -> Population:
+def draw_population(
+    first_index: int, n: int, window: Window, rng: np.random.Generator
+) -> Population:
     """Draw ``n`` customers numbered from ``first_index``."""
     arch = rng.choice(len(ARCHETYPES), size=n, p=[a.weight for a in ARCHETYPES])
     tariff = np.empty(n, dtype=np.int8)
@@ -133,7 +135,9 @@ def draw_population(first_index: int, n: int, window: Window, rng: np.random.Gen
     u = rng.random(n)
     p_late = sigmoid(-1.8 + 0.9 * risk)
     p_partial = sigmoid(-3.0 + 0.8 * risk)
-    behaviour = np.where(u < p_late, HABITUAL_LATE, np.where(u < p_late + p_partial, PARTIAL_PAYER, ON_TIME))
+    behaviour = np.where(
+        u < p_late, HABITUAL_LATE, np.where(u < p_late + p_partial, PARTIAL_PAYER, ON_TIME)
+    )
     shock_month = np.where(shock, rng.integers(0, window.months, n), -1)
     return Population(
         index=np.arange(first_index, first_index + n, dtype=np.int64),

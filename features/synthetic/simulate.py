@@ -82,7 +82,9 @@ def consumption(pop: Population, window: Window, rng: np.random.Generator) -> np
     return kwh
 
 
-def simulate(pop: Population, window: Window, prices: Prices, rng: np.random.Generator) -> Simulation:
+def simulate(
+    pop: Population, window: Window, prices: Prices, rng: np.random.Generator
+) -> Simulation:
     """Run consumption, the distress chain, billing and payments for a block."""
     n, months = len(pop), window.months
     starts = window.month_starts
@@ -93,7 +95,9 @@ def simulate(pop: Population, window: Window, prices: Prices, rng: np.random.Gen
 
     # Part months at connection and disconnection are billed for the days connected.
     days_in = np.diff(starts)[None, :]
-    first_frac = np.clip((starts[pop.first_month + 1] - pop.connected_day) / days_in[0, pop.first_month], 0.05, 1)
+    first_frac = np.clip(
+        (starts[pop.first_month + 1] - pop.connected_day) / days_in[0, pop.first_month], 0.05, 1
+    )
     kwh[np.arange(n), pop.first_month] *= np.where(pop.first_month > 0, first_frac, 1.0)
     disconnected_day = np.full(n, -1, dtype=np.int64)
     voluntary = pop.last_month < months - 1
@@ -114,9 +118,18 @@ def simulate(pop: Population, window: Window, prices: Prices, rng: np.random.Gen
     due_day = issued_day + terms[:, None]
     payments = _payments(pop, window, billed, amount, issued_day, due_day, distress, forced, rng)
     return Simulation(
-        kwh=kwh, billed=billed, amount=amount, issued_day=issued_day, due_day=due_day,
-        hazard=hazard, p_distress=p_distress, in_distress=distress, active=active,
-        disconnected_day=disconnected_day, disconnected_for_nonpayment=forced, payments=payments,
+        kwh=kwh,
+        billed=billed,
+        amount=amount,
+        issued_day=issued_day,
+        due_day=due_day,
+        hazard=hazard,
+        p_distress=p_distress,
+        in_distress=distress,
+        active=active,
+        disconnected_day=disconnected_day,
+        disconnected_for_nonpayment=forced,
+        payments=payments,
     )
 
 
@@ -125,11 +138,18 @@ def _distress_chain(pop: Population, window: Window, active: np.ndarray, rng: np
     n, months = active.shape
     cal = window.calendar_month
     since_shock = np.arange(months)[None, :] - pop.shock_month[:, None]
-    after_shock = (pop.shock_month[:, None] >= 0) & (since_shock >= SHOCK_LAG[0]) & (
-        since_shock <= SHOCK_LAG[1]
+    after_shock = (
+        (pop.shock_month[:, None] >= 0)
+        & (since_shock >= SHOCK_LAG[0])
+        & (since_shock <= SHOCK_LAG[1])
     )
     winter = np.isin(cal, (0, 1))[None, :] & (pop.archetype == 0)[:, None]  # heating bills
-    logit = HAZARD_INTERCEPT + HAZARD_RISK * pop.risk[:, None] + HAZARD_SHOCK * after_shock + 0.3 * winter
+    logit = (
+        HAZARD_INTERCEPT
+        + HAZARD_RISK * pop.risk[:, None]
+        + HAZARD_SHOCK * after_shock
+        + 0.3 * winter
+    )
     hazard = sigmoid(logit)
     p_distress = np.zeros((n, months))
     distress = np.zeros((n, months), dtype=bool)
@@ -181,11 +201,17 @@ def _payments(pop, window, billed, amount, issued_day, due_day, distress, forced
         carry = np.where(rev, carry + pay, carry)
         rows.append((np.flatnonzero(rev), m, 1, rev_day[rev], -pay[rev]))
     # Leavers settle the balance; customers cut off for non-payment mostly do not.
-    last_due = np.where(billed.any(axis=1), due_day[np.arange(n), months - 1 - np.argmax(billed[:, ::-1], axis=1)], 0)
+    last_due = np.where(
+        billed.any(axis=1),
+        due_day[np.arange(n), months - 1 - np.argmax(billed[:, ::-1], axis=1)],
+        0,
+    )
     settles = (carry >= 0.01) & np.where(forced, rng.random(n) < 0.25, True)
     settle_day = last_due + rng.integers(5, 90, n)
     settles &= settle_day <= extract
-    rows.append((np.flatnonzero(settles), months - 1, 2, settle_day[settles], np.round(carry[settles], 2)))
+    rows.append(
+        (np.flatnonzero(settles), months - 1, 2, settle_day[settles], np.round(carry[settles], 2))
+    )
     customer = np.concatenate([r[0] for r in rows])
     return {
         "customer": customer,

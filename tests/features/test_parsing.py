@@ -18,21 +18,30 @@ def test_floats_with_spaces_blanks_and_infinity():
 
 
 def test_bools_accept_common_spellings():
-    r = parse_column(ColumnSpec("b", "bool"), pd.Series(["true", "F", "1", "no", "Yes", "maybe", ""]))
+    r = parse_column(
+        ColumnSpec("b", "bool"), pd.Series(["true", "F", "1", "no", "Yes", "maybe", ""])
+    )
     assert r.values.iloc[:5].tolist() == [True, False, True, False, True]
     assert r.unparseable.tolist() == [False] * 5 + [True, False]
 
 
 def test_dates_are_iso_only_and_normalised():
-    r = parse_column(ColumnSpec("d", "date"), pd.Series(["2024-02-29", "2024-02-30", "01/02/2024", "2024-03-01T13:45"]))
+    r = parse_column(
+        ColumnSpec("d", "date"),
+        pd.Series(["2024-02-29", "2024-02-30", "01/02/2024", "2024-03-01T13:45"]),
+    )
     assert r.unparseable.tolist() == [False, True, True, False]
     assert r.values.iloc[3] == pd.Timestamp("2024-03-01")
 
 
 def test_periods_and_categories():
-    p = parse_column(ColumnSpec("period", "period"), pd.Series(["2024-01", "2024-13", "2024-1", "202401"]))
+    p = parse_column(
+        ColumnSpec("period", "period"), pd.Series(["2024-01", "2024-13", "2024-1", "202401"])
+    )
     assert p.unparseable.tolist() == [False, True, True, True]
-    c = parse_column(ColumnSpec("t", "category", allowed=("residential",)), pd.Series(["RESIDENTIAL ", "shop"]))
+    c = parse_column(
+        ColumnSpec("t", "category", allowed=("residential",)), pd.Series(["RESIDENTIAL ", "shop"])
+    )
     assert c.values.iloc[0] == "residential" and c.unparseable.tolist() == [False, True]
 
 
@@ -43,9 +52,14 @@ def test_typed_parquet_columns_pass_through():
 
 def test_validated_schema_enforces_rules():
     bills = pd.DataFrame(
-        {"customer_id": ["C1"], "period": ["2024-01"], "kwh": [-1.0], "amount": [1.0],
-         "issued_on": pd.to_datetime(["2024-02-01"]).astype("datetime64[us]"),
-         "due_date": pd.to_datetime(["2024-02-15"]).astype("datetime64[us]")}
+        {
+            "customer_id": ["C1"],
+            "period": ["2024-01"],
+            "kwh": [-1.0],
+            "amount": [1.0],
+            "issued_on": pd.to_datetime(["2024-02-01"]).astype("datetime64[us]"),
+            "due_date": pd.to_datetime(["2024-02-15"]).astype("datetime64[us]"),
+        }
     )
     import pandera.pandas as pa
     import pytest

@@ -48,8 +48,15 @@ def test_same_seed_same_data_other_seed_other_data(params):
 def test_written_files_are_identical_for_a_seed(tmp_path, params):
     for run in ("a", "b"):
         main(400, 6, "2024-01", 3, params.tariffs, tmp_path / run / "raw", tmp_path / run / "truth")
-    for rel in ("raw/customers.parquet", "raw/bills.parquet", "raw/payments.parquet", "truth/monthly.parquet"):
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / rel), pd.read_parquet(tmp_path / "b" / rel))
+    for rel in (
+        "raw/customers.parquet",
+        "raw/bills.parquet",
+        "raw/payments.parquet",
+        "truth/monthly.parquet",
+    ):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "a" / rel), pd.read_parquet(tmp_path / "b" / rel)
+        )
 
 
 def test_generated_base_passes_validation_untouched(small_base):
@@ -61,10 +68,14 @@ def test_generated_base_passes_validation_untouched(small_base):
 
 def test_truth_is_kept_apart_from_the_raw_tables(small_base):
     assert sorted(p.name for p in (small_base / "raw").iterdir()) == [
-        "bills.parquet", "customers.parquet", "payments.parquet"
+        "bills.parquet",
+        "customers.parquet",
+        "payments.parquet",
     ]
     assert sorted(p.name for p in (small_base / "truth").iterdir()) == [
-        "customers.parquet", "defects.parquet", "monthly.parquet"
+        "customers.parquet",
+        "defects.parquet",
+        "monthly.parquet",
     ]
 
 
@@ -86,7 +97,9 @@ def test_consumption_is_heavy_tailed(base):
 
 def test_energy_intensive_on_preferential_tariff_buy_much_and_earn_little(base, params):
     bills = base["bills"]
-    cost = bills["tariff_class"].map({c: t.supply_cost_per_kwh for c, t in params.tariffs.by_class().items()})
+    cost = bills["tariff_class"].map(
+        {c: t.supply_cost_per_kwh for c, t in params.tariffs.by_class().items()}
+    )
     bills = bills.assign(margin=bills["amount"] - bills["kwh"] * cost)
     ei = bills["energy_intensive"] & bills["preferential_tariff"]
     per_kwh = bills.groupby(ei)[["margin", "kwh"]].sum()
@@ -103,7 +116,16 @@ def test_connections_disconnections_and_missing_months(base):
     assert 0.03 < customers["disconnected_on"].notna().mean() < 0.15
     assert customers["connected_on"].isna().any()  # some legacy records lack the date
     months = bills.groupby("customer_id")["period"].agg(["min", "max", "count"])
-    span = np.array([d.n for d in pd.PeriodIndex(months["max"], freq="M") - pd.PeriodIndex(months["min"], freq="M")]) + 1
+    span = (
+        np.array(
+            [
+                d.n
+                for d in pd.PeriodIndex(months["max"], freq="M")
+                - pd.PeriodIndex(months["min"], freq="M")
+            ]
+        )
+        + 1
+    )
     gaps = (span - months["count"].to_numpy()).sum() / span.sum()
     assert 0.001 < gaps < 0.02
 
@@ -122,7 +144,9 @@ def test_payment_behaviour_has_late_partial_and_reversed_payments(base):
 
 def test_riskier_customers_fall_into_distress_more_often(base):
     monthly = base["monthly"].merge(base["truth"], on="customer_id")
-    by_decile = monthly.groupby(pd.qcut(monthly["latent_risk"], 5, labels=False))["in_distress"].mean()
+    by_decile = monthly.groupby(pd.qcut(monthly["latent_risk"], 5, labels=False))[
+        "in_distress"
+    ].mean()
     assert by_decile.is_monotonic_increasing
     assert by_decile.iloc[-1] > 5 * by_decile.iloc[0]
     # The stated probability is the realised rate.
@@ -133,9 +157,10 @@ def test_consumption_falls_before_business_distress(base):
     truth = base["truth"]
     shocked = truth[truth["shock_period"].notna() & (truth["latent_segment"] != "household")]
     monthly = base["monthly"].merge(shocked[["customer_id", "shock_period"]], on="customer_id")
-    lag = (pd.PeriodIndex(monthly["period"], freq="M") - pd.PeriodIndex(monthly["shock_period"], freq="M")).map(
-        lambda d: d.n
-    )
+    lag = (
+        pd.PeriodIndex(monthly["period"], freq="M")
+        - pd.PeriodIndex(monthly["shock_period"], freq="M")
+    ).map(lambda d: d.n)
     after = monthly[(lag >= 1) & (lag <= 4)]["in_distress"].mean()
     before = monthly[lag < 0]["in_distress"].mean()
     assert after > 3 * before
@@ -148,7 +173,9 @@ def test_household_consumption_matches_london(base):
     for key in ("annual_kwh_median", "annual_kwh_p80", "annual_kwh_p95"):
         assert figures[key] == pytest.approx(LONDON_FIGURES[key], rel=0.07), key
     assert figures["top20_kwh_share"] == pytest.approx(LONDON_FIGURES["top20_kwh_share"], abs=0.02)
-    assert figures["monthly_noise_robust_sd"] == pytest.approx(LONDON_FIGURES["monthly_noise_robust_sd"], abs=0.03)
+    assert figures["monthly_noise_robust_sd"] == pytest.approx(
+        LONDON_FIGURES["monthly_noise_robust_sd"], abs=0.03
+    )
     season = np.array([figures[f"season_{m}"] for m in range(1, 13)])
     assert np.abs(season - SEASONALITY["london_household"]).max() < 0.05
 
@@ -157,7 +184,16 @@ def test_true_tiers_follow_profit_shares():
     profit = pd.Series([100.0, 50.0, 20.0, 10.0, 5.0, 5.0, 5.0, 5.0], index=list("abcdefgh"))
     tiers = true_value_tiers(profit)
     # A is the smallest top group holding 50 % of the profit; B closes at 80 %, C at 95 %.
-    assert tiers.to_dict() == {"a": "A", "b": "B", "c": "B", "d": "C", "e": "C", "f": "C", "g": "D", "h": "D"}
+    assert tiers.to_dict() == {
+        "a": "A",
+        "b": "B",
+        "c": "B",
+        "d": "C",
+        "e": "C",
+        "f": "C",
+        "g": "D",
+        "h": "D",
+    }
 
 
 def test_truth_tiers_cover_a_pyramid(base):
@@ -168,15 +204,33 @@ def test_truth_tiers_cover_a_pyramid(base):
 
 
 def test_injected_defects_are_exactly_what_validation_quarantines(tmp_path, params):
-    main(2000, 12, "2024-01", 5, params.tariffs, tmp_path / "raw", tmp_path / "truth", defect_rate=0.003)
+    main(
+        2000,
+        12,
+        "2024-01",
+        5,
+        params.tariffs,
+        tmp_path / "raw",
+        tmp_path / "truth",
+        defect_rate=0.003,
+    )
     expected = pd.read_parquet(tmp_path / "truth" / "defects.parquet")
     assert set(expected["reason"]) >= {
-        "negative_value", "due_before_issue", "unknown_customer", "duplicate_row", "duplicate_key",
-        "zero_amount", "customer_quarantined", "non_positive_value", "disconnected_before_connected",
+        "negative_value",
+        "due_before_issue",
+        "unknown_customer",
+        "duplicate_row",
+        "duplicate_key",
+        "zero_amount",
+        "customer_quarantined",
+        "non_positive_value",
+        "disconnected_before_connected",
     }
     results = validate_folder(tmp_path / "raw")
     for table, r in results.items():
         got = r.quarantine[["source_row", "reason"]].sort_values("source_row").values.tolist()
-        want = expected[expected["table"] == table][["source_row", "reason"]].sort_values("source_row")
+        want = expected[expected["table"] == table][["source_row", "reason"]].sort_values(
+            "source_row"
+        )
         assert got == want.values.tolist(), table
         assert r.rows_in == len(r.valid) + r.rows_quarantined

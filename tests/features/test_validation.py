@@ -41,7 +41,11 @@ def assert_conserved(results) -> None:
 
 def test_tiny_base_is_valid(tiny_raw):
     results = validate_folder(tiny_raw)
-    assert {n: len(r.valid) for n, r in results.items()} == {"customers": 3, "bills": 8, "payments": 7}
+    assert {n: len(r.valid) for n, r in results.items()} == {
+        "customers": 3,
+        "bills": 8,
+        "payments": 7,
+    }
     assert all(r.rows_quarantined == 0 for r in results.values())
     customers = results["customers"].valid
     assert customers["energy_intensive"].tolist() == [False, True, False]
@@ -69,8 +73,22 @@ ROW_CASES = [
     ("customers", 1, "tariff_class", "", "missing_value", "tariff_class"),
     ("customers", 2, "energy_intensive", "maybe", "unparseable_bool", "energy_intensive"),
     ("customers", 2, "voltage_kv", "-10", "non_positive_value", "voltage_kv"),
-    ("customers", 3, "disconnected_on", "2020-01-01", "disconnected_before_connected", "disconnected_on"),
-    ("customers", 3, "contract_capacity_kva", "forty", "unparseable_number", "contract_capacity_kva"),
+    (
+        "customers",
+        3,
+        "disconnected_on",
+        "2020-01-01",
+        "disconnected_before_connected",
+        "disconnected_on",
+    ),
+    (
+        "customers",
+        3,
+        "contract_capacity_kva",
+        "forty",
+        "unparseable_number",
+        "contract_capacity_kva",
+    ),
 ]
 
 
@@ -180,17 +198,25 @@ FILE_CASES = [
     ("empty file", lambda f: (f / "bills.csv").write_text(""), ["bills.csv", "empty"]),
     (
         "header only",
-        lambda f: (f / "bills.csv").write_text("customer_id,period,kwh,amount,issued_on,due_date\n"),
+        lambda f: (f / "bills.csv").write_text(
+            "customer_id,period,kwh,amount,issued_on,due_date\n"
+        ),
         ["bills.csv", "no data rows"],
     ),
     (
         "required column absent",
-        lambda f: pd.read_csv(f / "bills.csv").drop(columns="due_date").to_csv(f / "bills.csv", index=False),
+        lambda f: (
+            pd.read_csv(f / "bills.csv")
+            .drop(columns="due_date")
+            .to_csv(f / "bills.csv", index=False)
+        ),
         ["bills.csv", "due_date", "absent"],
     ),
     (
         "wrong type throughout",
-        lambda f: pd.read_csv(f / "bills.csv").assign(kwh="unknown").to_csv(f / "bills.csv", index=False),
+        lambda f: (
+            pd.read_csv(f / "bills.csv").assign(kwh="unknown").to_csv(f / "bills.csv", index=False)
+        ),
         ["bills.csv", "column kwh", "wrong type throughout", "row 1"],
     ),
     (
@@ -200,7 +226,10 @@ FILE_CASES = [
     ),
     (
         "corrupt parquet",
-        lambda f: (_remove(f, "customers.csv"), (f / "customers.parquet").write_bytes(b"PAR1 not really")),
+        lambda f: (
+            _remove(f, "customers.csv"),
+            (f / "customers.parquet").write_bytes(b"PAR1 not really"),
+        ),
         ["customers.parquet", "cannot be read as Parquet"],
     ),
     (
@@ -210,7 +239,9 @@ FILE_CASES = [
     ),
     (
         "repeated column",
-        lambda f: (f / "payments.csv").write_text("payment_id,customer_id,customer_id,paid_on,amount\n"),
+        lambda f: (f / "payments.csv").write_text(
+            "payment_id,customer_id,customer_id,paid_on,amount\n"
+        ),
         ["payments.csv", "customer_id", "more than once"],
     ),
 ]
@@ -259,8 +290,14 @@ def test_stage_writes_outputs_and_summary(tiny_raw, tmp_path):
 _DAMAGE = st.sampled_from(["", "-1", "abc", "2024-99", "0", "inf", "C404", " "])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cells=st.lists(st.tuples(st.integers(0, 7), st.sampled_from(BILLS.column_names), _DAMAGE), max_size=12))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cells=st.lists(
+        st.tuples(st.integers(0, 7), st.sampled_from(BILLS.column_names), _DAMAGE), max_size=12
+    )
+)
 def test_no_bill_row_is_lost(tmp_path_factory, cells):
     folder = write_tiny_base(tmp_path_factory.mktemp("prop"))
     bills = pd.read_csv(folder / "bills.csv", dtype=str, keep_default_na=False)
@@ -285,17 +322,30 @@ def _rewrite(folder: Path, bills: pd.DataFrame) -> Path:
 def _valid_rows(raw: pd.DataFrame, valid: pd.DataFrame) -> list[int]:
     keys = set(zip(valid["customer_id"], valid["period"], strict=True))
     stripped = raw.apply(lambda s: s.str.strip())
-    return [i + 1 for i, (c, p) in enumerate(zip(stripped["customer_id"], stripped["period"], strict=True))
-            if (c, p) in keys]
+    return [
+        i + 1
+        for i, (c, p) in enumerate(zip(stripped["customer_id"], stripped["period"], strict=True))
+        if (c, p) in keys
+    ]
 
 
 def test_validate_table_core_on_typed_frame():
     frame = pd.DataFrame(
-        {"payment_id": ["a", "b"], "customer_id": ["C1", "C1"],
-         "paid_on": pd.to_datetime(["2024-01-01", "2024-01-02"]), "amount": [10.0, 0.0]}
+        {
+            "payment_id": ["a", "b"],
+            "customer_id": ["C1", "C1"],
+            "paid_on": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+            "amount": [10.0, 0.0],
+        }
     )
-    r = validate_table(PAYMENTS, frame, np.array([1, 2]), "payments.parquet",
-                       customers_valid=pd.Index(["C1"]), customers_seen=pd.Index(["C1"]))
+    r = validate_table(
+        PAYMENTS,
+        frame,
+        np.array([1, 2]),
+        "payments.parquet",
+        customers_valid=pd.Index(["C1"]),
+        customers_seen=pd.Index(["C1"]),
+    )
     assert r.quarantine[["source_row", "reason"]].values.tolist() == [[2, "zero_amount"]]
     assert r.valid["amount"].tolist() == [10.0]
     assert CUSTOMERS.key == ("customer_id",)

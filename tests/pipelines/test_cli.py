@@ -25,17 +25,37 @@ def tracking(tmp_path, monkeypatch) -> str:
 
 def _validate_args(raw: Path, root: Path) -> list[str]:
     return [
-        "validate", "--raw", str(raw), "--out", str(root / "validated"),
-        "--quarantine", str(root / "quarantine"), "--summary", str(root / "validation.json"),
-        "--params", str(PROJECT / "params.yaml"),
+        "validate",
+        "--raw",
+        str(raw),
+        "--out",
+        str(root / "validated"),
+        "--quarantine",
+        str(root / "quarantine"),
+        "--summary",
+        str(root / "validation.json"),
+        "--params",
+        str(PROJECT / "params.yaml"),
     ]
 
 
 def test_generate_then_validate_logs_to_mlflow(tmp_path, tracking):
-    gen = runner.invoke(app, [
-        "generate", "--out", str(tmp_path / "raw"), "--customers", "500", "--months", "13",
-        "--seed", "11", "--params", str(PROJECT / "params.yaml"),
-    ])
+    gen = runner.invoke(
+        app,
+        [
+            "generate",
+            "--out",
+            str(tmp_path / "raw"),
+            "--customers",
+            "500",
+            "--months",
+            "13",
+            "--seed",
+            "11",
+            "--params",
+            str(PROJECT / "params.yaml"),
+        ],
+    )
     assert gen.exit_code == 0, gen.output
     assert (tmp_path / "truth" / "monthly.parquet").exists()  # default: beside OUT
     assert len(pd.read_parquet(tmp_path / "raw" / "customers.parquet")) == 500
@@ -77,15 +97,27 @@ def test_too_much_quarantine_exits_2_and_keeps_the_quarantine(tiny_raw, tmp_path
 
 def test_bad_params_exit_2(tmp_path):
     bad = tmp_path / "params.yaml"
-    bad.write_text((PROJECT / "params.yaml").read_text().replace("customers: 20000", "customers: -1"))
+    bad.write_text(
+        (PROJECT / "params.yaml").read_text().replace("customers: 20000", "customers: -1")
+    )
     res = runner.invoke(app, ["generate", "--out", str(tmp_path / "raw"), "--params", str(bad)])
     assert res.exit_code == 2
     assert "generate.customers" in res.output
 
 
 def test_bad_override_exit_2(tmp_path):
-    res = runner.invoke(app, ["generate", "--out", str(tmp_path / "raw"), "--months", "0",
-                              "--params", str(PROJECT / "params.yaml")])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--out",
+            str(tmp_path / "raw"),
+            "--months",
+            "0",
+            "--params",
+            str(PROJECT / "params.yaml"),
+        ],
+    )
     assert res.exit_code == 2
     assert "months" in res.output
 

@@ -28,7 +28,11 @@ def test_project_params_validate(params):
     assert params.generate.customers >= 10_000
     assert params.validate_.max_quarantine_share == 0.05
     assert set(params.tariffs.by_class()) == {
-        "residential", "commercial", "industrial", "large_industrial", "agricultural"
+        "residential",
+        "commercial",
+        "industrial",
+        "large_industrial",
+        "agricultural",
     }
 
 
@@ -36,7 +40,9 @@ def test_project_params_validate(params):
 def test_every_dvc_params_key_exists(stage, key):
     node = yaml.safe_load((PROJECT / "params.yaml").read_text())
     for part in key.split("."):
-        assert isinstance(node, dict) and part in node, f"stage {stage}: params key {key} not in params.yaml"
+        assert isinstance(node, dict) and part in node, (
+            f"stage {stage}: params key {key} not in params.yaml"
+        )
         node = node[part]
 
 
@@ -63,7 +69,10 @@ def _write(tmp_path: Path, mutate) -> Path:
         (lambda r: r["generate"].update(custmers=5), ["generate.custmers", "Extra inputs"]),
         (lambda r: r.update(unknown_section={}), ["unknown_section"]),
         (lambda r: r["generate"].update(start_period="2023-13"), ["generate.start_period"]),
-        (lambda r: r["validate"].update(max_quarantine_share=1.5), ["validate.max_quarantine_share"]),
+        (
+            lambda r: r["validate"].update(max_quarantine_share=1.5),
+            ["validate.max_quarantine_share"],
+        ),
         (lambda r: r["tariffs"].pop("agricultural"), ["tariffs.agricultural", "Field required"]),
         (
             lambda r: r["tariffs"]["residential"].update(preferential_price_per_kwh=9.0),
