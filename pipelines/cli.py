@@ -114,3 +114,20 @@ def validate(
             stage.metrics(result),
             [summary],
         )
+
+
+@app.command()
+def features(
+    validated: Annotated[Path, typer.Option(help="folder of the validated tables")],
+    out: Annotated[Path, typer.Option(help="folder for features.parquet and labels.parquet")],
+    summary: Annotated[Path, typer.Option(help="JSON summary (DVC metrics)")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Point-in-time features (and labels) for every snapshot in params.yaml."""
+    from pipelines import features as stage
+
+    try:
+        p = load_params(params)
+        stage.main(validated, out, summary, p.features, p.label, p.tariffs)
+    except (ParamsError, ContractError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc

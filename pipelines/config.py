@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -62,6 +64,56 @@ class Tariffs(_Frozen):
         return {c: getattr(self, c) for c in TARIFF_CLASSES}
 
 
+class SnapshotParams(_Frozen):
+    """Snapshot dates: an explicit list of month ends, or first / last / step."""
+
+    dates: tuple[date, ...] | None = None
+    first: date | None = None
+    last: date | None = None
+    step_months: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SnapshotParams:
+        if (self.dates is None) == (self.first is None or self.last is None):
+            raise ValueError("give either dates, or first and last (with step_months)")
+        for d in self.dates or (self.first, self.last):
+            if (pd.Timestamp(d) + pd.offsets.MonthEnd(0)).date() != d:
+                raise ValueError(f"snapshot {d} is not a month end")
+        if self.first is not None and self.last is not None and self.first > self.last:
+            raise ValueError("first is after last")
+        return self
+
+    def as_of(self) -> list[date]:
+        """The snapshot dates, in order."""
+        if self.dates is not None:
+            return sorted(set(self.dates))
+        rng = pd.date_range(self.first, self.last, freq=f"{self.step_months}ME")
+        return [d.date() for d in rng]
+
+
+class FeatureParams(_Frozen):
+    """The feature engine."""
+
+    snapshots: SnapshotParams
+    disconnected_grace_months: int = Field(
+        ge=0, description="keep customers this long after leaving"
+    )
+    chunk_rows: int = Field(ge=1000, description="customer-snapshot rows computed per chunk")
+    memory_limit: str = Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    threads: int = Field(ge=1)
+
+
+class LabelParams(_Frozen):
+    """The arrears label."""
+
+    horizon_months: int = Field(ge=1, le=24)
+    dpd_threshold: int = Field(ge=1)
+    min_amount: float = Field(ge=0)
+    data_end: date | None = Field(
+        default=None, description="last day the data covers; default: latest event"
+    )
+
+
 class TrackingParams(_Frozen):
     """MLflow settings; the tracking URI itself comes from MLFLOW_TRACKING_URI or the default."""
 
@@ -75,6 +127,8 @@ class Params(_Frozen):
     generate: GenerateParams
     validate_: ValidateParams = Field(alias="validate")
     tariffs: Tariffs
+    features: FeatureParams
+    label: LabelParams
     tracking: TrackingParams = TrackingParams()
 
 

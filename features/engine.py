@@ -1,0 +1,226 @@
+"""Point-in-time features and labels for a chunk of customers: frames in, frames out.
+
+The chunk must hold all bills and payments of its customers (the stage streams the
+validated tables in customer order, so it does). Rows are the customers active at each
+snapshot ``as_of`` (a month end): connected on or before it (or, with no connection date,
+billed by then) and not disconnected more than the grace period before it. Features use
+only bills issued and payments made on or before ``as_of``; see ``docs/features.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features import kernel
+from features.catalog import COMPUTED, STATIC
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """Snapshot dates (month ends) as days and month indices (months since year 0)."""
+
+    as_of: tuple[pd.Timestamp, ...]
+
+    def __post_init__(self) -> None:
+        for d in self.as_of:
+            if not d.is_month_end:
+                raise ValueError(f"snapshot {d.date()} is not a month end")
+        if list(self.as_of) != sorted(set(self.as_of)):
+            raise ValueError("snapshots must be distinct and in increasing order")
+
+    @property
+    def days(self) -> np.ndarray:
+        return np.array([_day(d) for d in self.as_of], dtype=np.int64)
+
+    @property
+    def months(self) -> np.ndarray:
+        return np.array([d.year * 12 + d.month - 1 for d in self.as_of], dtype=np.int64)
+
+
+def month_ends(first: str | pd.Timestamp, last: str | pd.Timestamp, step: int = 1) -> Snapshots:
+    """Every ``step``-th month end from ``first`` to ``last`` (both month ends)."""
+    dates = pd.date_range(pd.Timestamp(first), pd.Timestamp(last), freq=f"{step}ME")
+    return Snapshots(tuple(dates))
+
+
+def _day(ts: pd.Timestamp) -> int:
+    return int(np.datetime64(ts.date(), "D").astype(np.int64))
+
+
+def _days(values: pd.Series) -> np.ndarray:
+    """Days since 1970-01-01; ``kernel.MISSING`` for missing dates."""
+    arr = values.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    out = arr.astype(np.int64)
+    out[np.isnat(arr)] = kernel.MISSING
+    return out
+
+
+def _month_index(period: pd.Series) -> np.ndarray:
+    text = period.astype("str")
+    return (
+        text.str[:4].astype(np.int64).to_numpy() * 12
+        + text.str[5:7].astype(np.int64).to_numpy()
+        - 1
+    )
+
+
+def _month_end_table(lo: int, hi: int) -> tuple[np.ndarray, int]:
+    """Day of the last day of each month index in ``[lo, hi]``."""
+    months = np.arange(lo, hi + 2)
+    firsts = (months - 1970 * 12).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    return firsts[1:] - 1, lo
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    customers: pd.DataFrame
+    b_start: np.ndarray
+    bills: dict[str, np.ndarray]
+    p_start: np.ndarray
+    payments: dict[str, np.ndarray]
+
+
+def _group(ids: pd.Series, index: pd.Index, table: str) -> tuple[np.ndarray, np.ndarray]:
+    pos = index.get_indexer(ids)
+    if (pos < 0).any():
+        missing = ids[pos < 0].iloc[0]
+        raise ValueError(f"{table}: customer_id {missing!r} is not in the chunk's customers")
+    order = np.argsort(pos, kind="stable")
+    start = np.concatenate([[0], np.cumsum(np.bincount(pos, minlength=len(index)))]).astype(
+        np.int64
+    )
+    return order, start
+
+
+def _prepare(customers: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFrame) -> _Chunk:
+    customers = customers.reset_index(drop=True)
+    index = pd.Index(customers["customer_id"])
+    if not index.is_unique:
+        raise ValueError("customers: customer_id is not unique")
+    b_order, b_start = _group(bills["customer_id"], index, "bills")
+    p_order, p_start = _group(payments["customer_id"], index, "payments")
+    b = bills.iloc[b_order]
+    p = payments.iloc[p_order]
+    return _Chunk(
+        customers=customers,
+        b_start=b_start,
+        bills={
+            "issued": _days(b["issued_on"]),
+            "month": _month_index(b["period"]),
+            "due": _days(b["due_date"]),
+            "amount": b["amount"].to_numpy(np.float64),
+            "kwh": b["kwh"].to_numpy(np.float64),
+        },
+        p_start=p_start,
+        payments={"day": _days(p["paid_on"]), "amount": p["amount"].to_numpy(np.float64)},
+    )
+
+
+def _month_range(chunk: _Chunk, snaps: Snapshots, horizon: int = 0) -> tuple[int, int]:
+    months = [snaps.months.min() - 16, snaps.months.max() + horizon + 1]
+    if len(chunk.bills["month"]):
+        months += [chunk.bills["month"].min(), chunk.bills["month"].max()]
+    return int(min(months)), int(max(months))
+
+
+def build_features(
+    customers: pd.DataFrame,
+    bills: pd.DataFrame,
+    payments: pd.DataFrame,
+    snapshots: Snapshots,
+    supply_cost: Mapping[str, float],
+    grace_days: int,
+) -> pd.DataFrame:
+    """The feature table of a chunk: one row per active customer and snapshot.
+
+    Args:
+        customers, bills, payments: Validated tables (canonical dtypes) of the chunk.
+        snapshots: The as_of dates.
+        supply_cost: Supply cost per kWh by tariff class (for profit contribution).
+        grace_days: Customers disconnected more than this before as_of are not rows.
+
+    Returns:
+        ``customer_id``, ``as_of``, the computed features (``catalog.COMPUTED``) and the
+        static attributes (``catalog.STATIC``), sorted by customer then as_of.
+    """
+    chunk = _prepare(customers, bills, payments)
+    c = chunk.customers
+    lo, hi = _month_range(chunk, snapshots)
+    month_end, base = _month_end_table(lo, hi)
+    cost = c["tariff_class"].map(dict(supply_cost)).to_numpy(np.float64)
+    values, active = kernel.compute_features(
+        chunk.b_start, chunk.bills["issued"], chunk.bills["month"], chunk.bills["due"],
+        chunk.bills["amount"], chunk.bills["kwh"], chunk.p_start, chunk.payments["day"],
+        chunk.payments["amount"], _days(c["connected_on"]), _days(c["disconnected_on"]),
+        c["contract_capacity_kva"].to_numpy(np.float64), cost, snapshots.days, snapshots.months,
+        month_end, base, grace_days,
+    )  # fmt: skip
+    n_snap = len(snapshots.as_of)
+    rows = np.flatnonzero(active)
+    cust, snap = rows // n_snap, rows % n_snap
+    frame = pd.DataFrame(values[rows], columns=list(COMPUTED))
+    frame.insert(0, "as_of", pd.DatetimeIndex(snapshots.as_of).astype("datetime64[us]")[snap])
+    frame.insert(0, "customer_id", c["customer_id"].to_numpy()[cust])
+    for name in STATIC:
+        frame[name] = c[name].to_numpy()[cust]
+    return frame
+
+
+def build_labels(
+    customers: pd.DataFrame,
+    bills: pd.DataFrame,
+    payments: pd.DataFrame,
+    snapshots: Snapshots,
+    horizon_months: int,
+    dpd_threshold: int,
+    min_amount: float,
+    data_end: pd.Timestamp,
+    keys: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Arrears labels: for training and evaluation only, never an input to features.
+
+    A customer is in arrears for ``as_of`` when, at some month end in
+    ``(as_of, as_of + horizon_months]``, its days past due reach ``dpd_threshold`` with
+    overdue arrears of at least ``min_amount``. When that horizon ends after ``data_end``
+    the label is missing (``<NA>``): such snapshots can be scored but not trained on.
+
+    Args:
+        keys: The (customer_id, as_of) rows to label, usually the feature table's keys;
+            default every customer at every snapshot.
+
+    Returns:
+        ``customer_id``, ``as_of``, ``in_arrears`` (nullable Int8).
+    """
+    chunk = _prepare(customers, bills, payments)
+    lo, hi = _month_range(chunk, snapshots, horizon_months)
+    month_end, base = _month_end_table(lo, hi)
+    last = data_end.year * 12 + data_end.month - 1 - (0 if data_end.is_month_end else 1)
+    labels = kernel.compute_labels(
+        chunk.b_start, chunk.bills["issued"], chunk.bills["month"], chunk.bills["due"],
+        chunk.bills["amount"], chunk.p_start, chunk.payments["day"], chunk.payments["amount"],
+        snapshots.months, month_end, base, horizon_months, dpd_threshold, min_amount, last,
+    )  # fmt: skip
+    n_snap = len(snapshots.as_of)
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.repeat(chunk.customers["customer_id"].to_numpy(), n_snap),
+            "as_of": np.tile(
+                pd.DatetimeIndex(snapshots.as_of).astype("datetime64[us]"), len(chunk.customers)
+            ),
+            "in_arrears": pd.array(np.where(labels < 0, None, labels), dtype="Int8"),
+        }
+    )
+    if keys is not None:
+        frame = keys[["customer_id", "as_of"]].merge(frame, on=["customer_id", "as_of"], how="left")
+    return frame
+
+
+def feature_columns(kinds: Sequence[str] = ("numeric", "bool", "categorical")) -> list[str]:
+    """Feature names of the given kinds, in catalog order."""
+    from features.catalog import FEATURES
+
+    return [f.name for f in FEATURES if f.kind in kinds]

@@ -1,0 +1,241 @@
+"""The ``features`` stage: point-in-time features and labels for every snapshot, in one pass.
+
+Streams the validated tables in customer order, a chunk of customers at a time, so memory
+stays bounded whatever the size of the base. Inputs not in customer order are first sorted
+out of core by DuckDB (memory limit and threads from params). Writes:
+
+- ``features.parquet``: one row per active customer and snapshot (``docs/features.md``);
+- ``labels.parquet``: ``customer_id``, ``as_of``, ``in_arrears`` (empty when the horizon
+  runs past the data), for training and evaluation only;
+- a JSON summary (rows and label rate per snapshot).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pandera.pandas as pa_schema
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from features.catalog import COMPUTED, FEATURES, STATIC
+from features.engine import Snapshots, build_features, build_labels
+from pipelines.config import FeatureParams, LabelParams, Tariffs
+from pipelines.io import write_json
+
+log = logging.getLogger(__name__)
+
+_ARROW_KIND = {"numeric": pa.float64(), "bool": pa.bool_(), "categorical": pa.string()}
+FEATURE_SCHEMA = pa.schema(
+    [("customer_id", pa.string()), ("as_of", pa.date32())]
+    + [(f.name, _ARROW_KIND[f.kind]) for f in FEATURES if f.name in COMPUTED]
+    + [(f.name, _ARROW_KIND[f.kind]) for f in FEATURES if f.name in STATIC]
+)
+LABEL_SCHEMA = pa.schema(
+    [("customer_id", pa.string()), ("as_of", pa.date32()), ("in_arrears", pa.int8())]
+)
+
+#: The feature table as it leaves the stage (and enters training and scoring).
+FEATURE_TABLE = pa_schema.DataFrameSchema(
+    {
+        "customer_id": pa_schema.Column("str", nullable=False),
+        "as_of": pa_schema.Column("datetime64[us]", nullable=False),
+        "months_of_history": pa_schema.Column(float, pa_schema.Check.ge(0)),
+        "dpd": pa_schema.Column(float, pa_schema.Check.ge(0)),
+        "overdue_arrears": pa_schema.Column(float, pa_schema.Check.ge(0)),
+        **{
+            n: pa_schema.Column(float, nullable=True)
+            for n in COMPUTED
+            if n not in ("months_of_history", "dpd", "overdue_arrears")
+        },
+        "tariff_class": pa_schema.Column("str", nullable=False),
+    },  # fmt: skip
+    unique=["customer_id", "as_of"],
+    strict=False,
+    name="feature table",
+)
+
+_COLUMNS = {
+    "customers": None,
+    "bills": ["customer_id", "period", "kwh", "amount", "issued_on", "due_date"],
+    "payments": ["customer_id", "paid_on", "amount"],
+}
+
+
+def _connect(params: FeatureParams, workdir: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{params.memory_limit}'")
+    con.execute(f"SET threads = {params.threads}")
+    con.execute(f"SET temp_directory = '{workdir}'")
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def _in_customer_order(path: Path) -> bool:
+    """Whether the file's rows are grouped in ascending customer_id order (streamed check)."""
+    last = None
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000, columns=["customer_id"]):
+        ids = batch.column(0)
+        if len(ids) == 0:
+            continue
+        if last is not None and ids[0].as_py() < last:
+            return False
+        if (
+            len(ids) > 1
+            and not pc.all(pc.less_equal(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()
+        ):
+            return False
+        last = ids[len(ids) - 1].as_py()
+    return True
+
+
+def _sorted(con, path: Path, workdir: Path) -> Path:
+    if _in_customer_order(path):
+        return path
+    out = workdir / path.name
+    log.info("%s is not in customer order: sorting it out of core with DuckDB", path)
+    query = f"SELECT * FROM read_parquet('{path}') ORDER BY customer_id"
+    con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
+    return out
+
+
+class _Stream:
+    """Reads a Parquet file in customer order, handing out the rows up to a customer id."""
+
+    def __init__(self, path: Path, columns: list[str] | None):
+        self._schema = pq.read_schema(path)
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=500_000, columns=columns)
+        self._columns = columns
+        self._buffer: pa.Table | None = None
+
+    def until(self, last_id: str) -> pa.Table:
+        parts: list[pa.Table] = []
+        while True:
+            if self._buffer is None:
+                batch = next(self._batches, None)
+                if batch is None:
+                    break
+                self._buffer = pa.Table.from_batches([batch])
+            n = pc.sum(pc.less_equal(self._buffer["customer_id"], last_id)).as_py() or 0
+            if n < self._buffer.num_rows:
+                parts.append(self._buffer.slice(0, n))
+                self._buffer = self._buffer.slice(n)
+                break
+            parts.append(self._buffer)
+            self._buffer = None
+        if not parts:
+            names = self._columns or self._schema.names
+            return pa.schema([self._schema.field(n) for n in names]).empty_table()
+        return pa.concat_tables(parts)
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(date_as_object=False)
+
+
+def _chunks(customers: pd.DataFrame, inputs: dict[str, Path], size: int) -> Iterator[tuple]:
+    streams = {n: _Stream(inputs[n], _COLUMNS[n]) for n in ("bills", "payments")}
+    for lo in range(0, len(customers), size):
+        chunk = customers.iloc[lo : lo + size]
+        last = chunk["customer_id"].iloc[-1]
+        yield chunk, _frame(streams["bills"].until(last)), _frame(streams["payments"].until(last))
+
+
+def data_end(con, inputs: dict[str, Path]) -> pd.Timestamp:
+    """The latest day with a bill issued or a payment made."""
+    row = con.execute(
+        f"SELECT greatest((SELECT max(issued_on) FROM read_parquet('{inputs['bills']}')),"
+        f" (SELECT max(paid_on) FROM read_parquet('{inputs['payments']}')))"
+    ).fetchone()
+    if row[0] is None:
+        raise ValueError("no bills or payments: the data has no end date")
+    return pd.Timestamp(row[0])
+
+
+def main(validated: Path, out: Path, summary_path: Path, params: FeatureParams, label: LabelParams,
+         tariffs: Tariffs) -> dict:  # fmt: skip
+    """Run the stage; see the module docstring."""
+    started = time.perf_counter()
+    snaps = Snapshots(tuple(pd.Timestamp(d) for d in params.snapshots.as_of()))
+    costs = {c: t.supply_cost_per_kwh for c, t in tariffs.by_class().items()}
+    grace = int(round(params.disconnected_grace_months * 30.4375))
+    workdir = Path(tempfile.mkdtemp(prefix="gridscore-features-"))
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        con = _connect(params, workdir)
+        inputs = {n: validated / f"{n}.parquet" for n in _COLUMNS}
+        end = pd.Timestamp(label.data_end) if label.data_end else data_end(con, inputs)
+        inputs = {
+            n: (p if n == "customers" else _sorted(con, p, workdir)) for n, p in inputs.items()
+        }
+        customers = _frame(pq.read_table(inputs["customers"]).sort_by("customer_id"))
+        size = max(1, params.chunk_rows // len(snaps.as_of))
+        counts = _run(customers, inputs, size, snaps, costs, grace, label, end, staging)
+        con.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(staging, out)
+    summary = _summary(counts, snaps, end, label, time.perf_counter() - started)
+    write_json(summary, summary_path)
+    log.info(
+        "features: %d rows for %d snapshots in %.1f s",
+        summary["rows"],
+        len(snaps.as_of),
+        summary["seconds"],
+    )
+    return summary
+
+
+def _run(customers, inputs, size, snaps, costs, grace, label, end, staging) -> pd.DataFrame:
+    fw = pq.ParquetWriter(staging / "features.parquet", FEATURE_SCHEMA, compression="zstd")
+    lw = pq.ParquetWriter(staging / "labels.parquet", LABEL_SCHEMA, compression="zstd")
+    counts = []
+    n_chunks = -(-len(customers) // size)
+    for cust, bills, pays in tqdm(_chunks(customers, inputs, size), total=n_chunks, desc="features",
+                                  unit="chunk", disable=None):  # fmt: skip
+        feats = FEATURE_TABLE.validate(build_features(cust, bills, pays, snaps, costs, grace))
+        labels = build_labels(cust, bills, pays, snaps, label.horizon_months, label.dpd_threshold,
+                              label.min_amount, end, keys=feats)  # fmt: skip
+        fw.write_table(pa.Table.from_pandas(feats, schema=FEATURE_SCHEMA, preserve_index=False))
+        lw.write_table(pa.Table.from_pandas(labels, schema=LABEL_SCHEMA, preserve_index=False))
+        counts.append(labels.groupby("as_of")["in_arrears"].agg(["size", "count", "sum"]))
+        log.debug("chunk: %d customers, %d rows", len(cust), len(feats))
+    fw.close()
+    lw.close()
+    if not counts:
+        raise ValueError("no customers in the validated customers table")
+    return pd.concat(counts).groupby(level=0).sum()
+
+
+def _summary(
+    counts: pd.DataFrame, snaps: Snapshots, end: pd.Timestamp, label: LabelParams, seconds: float
+) -> dict:
+    per = {}
+    for as_of in snaps.as_of:
+        rows, labelled, positive = counts.loc[as_of] if as_of in counts.index else (0, 0, 0)
+        per[str(as_of.date())] = {
+            "rows": int(rows),
+            "labelled": int(labelled),
+            "arrears_rate": round(float(positive) / labelled, 6) if labelled else None,
+        }
+    return {
+        "rows": int(counts["size"].sum()),
+        "snapshots": per,
+        "data_end": str(end.date()),
+        "label": label.model_dump(mode="json"),
+        "seconds": round(seconds, 2),
+    }
