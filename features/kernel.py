@@ -98,9 +98,13 @@ def _customer_ledger(issued, month, due, amount, pay_day, pay_amount):
     pay_day, pay_amount = pay_day[porder], pay_amount[porder]
     cum_billed = np.cumsum(amount)
     cum_paid = np.cumsum(pay_amount)
+    # Money paid by the end of each payment day: only a day's last row counts.
     run_max = cum_paid.copy()
-    for j in range(1, len(run_max)):
-        run_max[j] = max(run_max[j - 1], run_max[j])
+    for j in range(len(run_max)):
+        if j + 1 < len(run_max) and pay_day[j + 1] == pay_day[j]:
+            run_max[j] = -np.inf
+        if j > 0:
+            run_max[j] = max(run_max[j - 1], run_max[j])
     settled = np.empty(len(issued), dtype=np.int64)
     paid_by_due = np.empty(len(issued))
     for i in range(len(issued)):
@@ -283,7 +287,7 @@ def _consumption(o, M, nb, month, amount, kwh, capacity, cost):
         ix = CONS_IX[wi]
         _sum_mean_std(o, ix[0], ix[1], ix[2], k12[12 - w :])
         _sum_mean_std(o, ix[3], ix[4], ix[5], a12[12 - w :])
-    mean12 = o[CONS_IX[len(CONS_W) - 1][1]]
+    mean12 = o[CONS_IX[len(CONS_W) - 1][4]]
     amount12 = o[CONS_IX[len(CONS_W) - 1][3]]
     o[I_REV] = amount12
     o[I_PROFIT] = profit
