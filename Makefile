@@ -11,7 +11,7 @@ help:
 	@echo "make repro  - create .venv, install pinned dependencies, run the DVC pipeline (dvc repro)"
 	@echo "make test   - install if needed, run the test suite"
 	@echo "make lint   - ruff check and format check"
-	@echo "make bench  - generator benchmark at 1,000,000 customers (docs/benchmarks.md)"
+	@echo "make bench  - generator and feature-engine benchmarks at 1,000,000 customers (docs/benchmarks.md)"
 
 # Install the project with the exact versions in requirements.lock (pip constraints).
 $(STAMP): pyproject.toml requirements.lock
@@ -34,6 +34,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_generator.py --customers 1000000 --months 36
+	$(BIN)/python benchmarks/features.py --customers 1000000 --months 36
 
 clean:
 	rm -rf $(VENV) data artifacts reports mlflow.db mlartifacts .pytest_cache

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import kernel
 from features.catalog import COMPUTED, STATIC
@@ -60,12 +62,11 @@ def _days(values: pd.Series) -> np.ndarray:
 
 
 def _month_index(period: pd.Series) -> np.ndarray:
-    text = period.astype("str")
-    return (
-        text.str[:4].astype(np.int64).to_numpy() * 12
-        + text.str[5:7].astype(np.int64).to_numpy()
-        - 1
-    )
+    """``YYYY-MM`` to months since year 0, with Arrow kernels (pandas' parse goes via objects)."""
+    text = pa.array(period.astype("str"), pa.string())
+    year = pc.cast(pc.utf8_slice_codeunits(text, 0, 4), pa.int64()).to_numpy()
+    month = pc.cast(pc.utf8_slice_codeunits(text, 5, 7), pa.int64()).to_numpy()
+    return year * 12 + month - 1
 
 
 def _month_end_table(lo: int, hi: int) -> tuple[np.ndarray, int]:
@@ -76,7 +77,9 @@ def _month_end_table(lo: int, hi: int) -> tuple[np.ndarray, int]:
 
 
 @dataclass(frozen=True)
-class _Chunk:
+class Chunk:
+    """A chunk's tables as the kernel's arrays: rows grouped by customer, dates as days."""
+
     customers: pd.DataFrame
     b_start: np.ndarray
     bills: dict[str, np.ndarray]
@@ -85,10 +88,15 @@ class _Chunk:
 
 
 def _group(ids: pd.Series, index: pd.Index, table: str) -> tuple[np.ndarray, np.ndarray]:
-    pos = index.get_indexer(ids)
-    if (pos < 0).any():
-        missing = ids[pos < 0].iloc[0]
-        raise ValueError(f"{table}: customer_id {missing!r} is not in the chunk's customers")
+    """Sort order grouping rows by customer, and each customer's start offset."""
+    keys = pa.array(index.astype("str"), pa.string())
+    found = pc.index_in(pa.array(ids.astype("str"), pa.string()), value_set=keys)
+    if found.null_count:
+        first = int(np.flatnonzero(found.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(
+            f"{table}: customer_id {ids.iloc[first]!r} is not in the chunk's customers"
+        )
+    pos = found.to_numpy()
     order = np.argsort(pos, kind="stable")
     start = np.concatenate([[0], np.cumsum(np.bincount(pos, minlength=len(index)))]).astype(
         np.int64
@@ -96,7 +104,8 @@ def _group(ids: pd.Series, index: pd.Index, table: str) -> tuple[np.ndarray, np.
     return order, start
 
 
-def _prepare(customers: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFrame) -> _Chunk:
+def prepare(customers: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFrame) -> Chunk:
+    """Group a chunk's bills and payments by customer (all rows of its customers must be there)."""
     customers = customers.reset_index(drop=True)
     index = pd.Index(customers["customer_id"])
     if not index.is_unique:
@@ -105,7 +114,7 @@ def _prepare(customers: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFram
     p_order, p_start = _group(payments["customer_id"], index, "payments")
     b = bills.iloc[b_order]
     p = payments.iloc[p_order]
-    return _Chunk(
+    return Chunk(
         customers=customers,
         b_start=b_start,
         bills={
@@ -120,7 +129,7 @@ def _prepare(customers: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFram
     )
 
 
-def _month_range(chunk: _Chunk, snaps: Snapshots, horizon: int = 0) -> tuple[int, int]:
+def _month_range(chunk: Chunk, snaps: Snapshots, horizon: int = 0) -> tuple[int, int]:
     months = [snaps.months.min() - 16, snaps.months.max() + horizon + 1]
     if len(chunk.bills["month"]):
         months += [chunk.bills["month"].min(), chunk.bills["month"].max()]
@@ -147,7 +156,13 @@ def build_features(
         ``customer_id``, ``as_of``, the computed features (``catalog.COMPUTED``) and the
         static attributes (``catalog.STATIC``), sorted by customer then as_of.
     """
-    chunk = _prepare(customers, bills, payments)
+    return features_of(prepare(customers, bills, payments), snapshots, supply_cost, grace_days)
+
+
+def features_of(
+    chunk: Chunk, snapshots: Snapshots, supply_cost: Mapping[str, float], grace_days: int
+) -> pd.DataFrame:
+    """:func:`build_features` on a prepared chunk."""
     c = chunk.customers
     lo, hi = _month_range(chunk, snapshots)
     month_end, base = _month_end_table(lo, hi)
@@ -195,7 +210,20 @@ def build_labels(
     Returns:
         ``customer_id``, ``as_of``, ``in_arrears`` (nullable Int8).
     """
-    chunk = _prepare(customers, bills, payments)
+    chunk = prepare(customers, bills, payments)
+    return labels_of(chunk, snapshots, horizon_months, dpd_threshold, min_amount, data_end, keys)
+
+
+def labels_of(
+    chunk: Chunk,
+    snapshots: Snapshots,
+    horizon_months: int,
+    dpd_threshold: int,
+    min_amount: float,
+    data_end: pd.Timestamp,
+    keys: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """:func:`build_labels` on a prepared chunk."""
     lo, hi = _month_range(chunk, snapshots, horizon_months)
     month_end, base = _month_end_table(lo, hi)
     last = data_end.year * 12 + data_end.month - 1 - (0 if data_end.is_month_end else 1)

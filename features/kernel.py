@@ -15,7 +15,7 @@ issue day, when a credit already covered it). Everything is in whole days since 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from features.catalog import COMPUTED, CONSUMPTION_WINDOWS, PAYMENT_WINDOWS
 
@@ -132,7 +132,7 @@ def _customer_ledger(issued, month, due, amount, pay_day, pay_amount):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def compute_features(
     b_start, b_issued, b_month, b_due, b_amount, b_kwh,
     p_start, p_day, p_amount,
@@ -161,7 +161,7 @@ def compute_features(
     out = np.full((n_cust * n_snap, N_FEATURES), np.nan)
     active = np.zeros(n_cust * n_snap, dtype=np.bool_)
     g0 = snap_month.min() - 12 if n_snap else 0
-    for c in range(n_cust):
+    for c in prange(n_cust):  # customers are independent: rows of out are disjoint
         b0, b1, p0, p1 = b_start[c], b_start[c + 1], p_start[c], p_start[c + 1]
         (order, issued, month, due, amount, cum_billed, settled, paid_by_due, pay_day, pay_amount,
          cum_paid) = _customer_ledger(b_issued[b0:b1], b_month[b0:b1], b_due[b0:b1], b_amount[b0:b1],
@@ -362,7 +362,7 @@ def _slope(y):
     return num / den
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def compute_labels(
     b_start, b_issued, b_month, b_due, b_amount, p_start, p_day, p_amount,
     snap_month, month_end, month_base, horizon, dpd_threshold, min_amount, last_month,
@@ -377,7 +377,7 @@ def compute_labels(
     n_cust = len(b_start) - 1
     n_snap = len(snap_month)
     labels = np.full(n_cust * n_snap, -1, dtype=np.int8)
-    for c in range(n_cust):
+    for c in prange(n_cust):
         b0, b1, p0, p1 = b_start[c], b_start[c + 1], p_start[c], p_start[c + 1]
         (_, issued, month, due, amount, cum_billed, settled, paid_by_due, pay_day, pay_amount, cum_paid) = (
             _customer_ledger(b_issued[b0:b1], b_month[b0:b1], b_due[b0:b1], b_amount[b0:b1],

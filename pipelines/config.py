@@ -98,7 +98,10 @@ class FeatureParams(_Frozen):
     disconnected_grace_months: int = Field(
         ge=0, description="keep customers this long after leaving"
     )
-    chunk_rows: int = Field(ge=1000, description="customer-snapshot rows computed per chunk")
+    chunk_rows: int = Field(
+        ge=1000, description="at most this many customer-snapshot rows per chunk"
+    )
+    chunk_customers: int = Field(ge=100, description="at most this many customers per chunk")
     memory_limit: str = Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
     threads: int = Field(ge=1)
 

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from features.catalog import COMPUTED, FEATURES, STATIC
-from features.engine import Snapshots, build_features, build_labels
+from features.engine import Snapshots, features_of, labels_of, prepare
 from pipelines.config import FeatureParams, LabelParams, Tariffs
 from pipelines.io import write_json
 
@@ -81,27 +81,12 @@ def _connect(params: FeatureParams, workdir: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _in_customer_order(path: Path) -> bool:
-    """Whether the file's rows are grouped in ascending customer_id order (streamed check)."""
-    last = None
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000, columns=["customer_id"]):
-        ids = batch.column(0)
-        if len(ids) == 0:
-            continue
-        if last is not None and ids[0].as_py() < last:
-            return False
-        if (
-            len(ids) > 1
-            and not pc.all(pc.less_equal(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()
-        ):
-            return False
-        last = ids[len(ids) - 1].as_py()
-    return True
+class _NotInOrder(Exception):
+    """An input file turned out not to be in customer order while streaming it."""
 
 
-def _sorted(con, path: Path, workdir: Path) -> Path:
-    if _in_customer_order(path):
-        return path
+def _sort(con, path: Path, workdir: Path) -> Path:
+    """A copy of the file in customer order, sorted out of core by DuckDB."""
     out = workdir / path.name
     log.info("%s is not in customer order: sorting it out of core with DuckDB", path)
     query = f"SELECT * FROM read_parquet('{path}') ORDER BY customer_id"
@@ -117,6 +102,20 @@ class _Stream:
         self._batches = pq.ParquetFile(path).iter_batches(batch_size=500_000, columns=columns)
         self._columns = columns
         self._buffer: pa.Table | None = None
+        self._last: str | None = None
+        self._path = path
+
+    def _checked(self, table: pa.Table) -> pa.Table:
+        """The batch, after checking it continues the file's customer order."""
+        ids = table["customer_id"]
+        n = len(ids)
+        if n == 0:
+            return table
+        in_order = n < 2 or pc.all(pc.less_equal(ids.slice(0, n - 1), ids.slice(1))).as_py()
+        if not in_order or (self._last is not None and ids[0].as_py() < self._last):
+            raise _NotInOrder(str(self._path))
+        self._last = ids[n - 1].as_py()
+        return table
 
     def until(self, last_id: str) -> pa.Table:
         parts: list[pa.Table] = []
@@ -125,7 +124,7 @@ class _Stream:
                 batch = next(self._batches, None)
                 if batch is None:
                     break
-                self._buffer = pa.Table.from_batches([batch])
+                self._buffer = self._checked(pa.Table.from_batches([batch]))
             n = pc.sum(pc.less_equal(self._buffer["customer_id"], last_id)).as_py() or 0
             if n < self._buffer.num_rows:
                 parts.append(self._buffer.slice(0, n))
@@ -177,12 +176,13 @@ def main(validated: Path, out: Path, summary_path: Path, params: FeatureParams, 
         con = _connect(params, workdir)
         inputs = {n: validated / f"{n}.parquet" for n in _COLUMNS}
         end = pd.Timestamp(label.data_end) if label.data_end else data_end(con, inputs)
-        inputs = {
-            n: (p if n == "customers" else _sorted(con, p, workdir)) for n, p in inputs.items()
-        }
         customers = _frame(pq.read_table(inputs["customers"]).sort_by("customer_id"))
-        size = max(1, params.chunk_rows // len(snaps.as_of))
-        counts = _run(customers, inputs, size, snaps, costs, grace, label, end, staging)
+        size = max(100, min(params.chunk_customers, params.chunk_rows // len(snaps.as_of)))
+        try:  # most inputs are in customer order already: find out while streaming them
+            counts = _run(customers, inputs, size, snaps, costs, grace, label, end, staging)
+        except _NotInOrder:
+            inputs.update({n: _sort(con, inputs[n], workdir) for n in ("bills", "payments")})
+            counts = _run(customers, inputs, size, snaps, costs, grace, label, end, staging)
         con.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -201,21 +201,37 @@ def main(validated: Path, out: Path, summary_path: Path, params: FeatureParams, 
 
 
 def _run(customers, inputs, size, snaps, costs, grace, label, end, staging) -> pd.DataFrame:
-    fw = pq.ParquetWriter(staging / "features.parquet", FEATURE_SCHEMA, compression="zstd")
-    lw = pq.ParquetWriter(staging / "labels.parquet", LABEL_SCHEMA, compression="zstd")
+    """Stream the chunks through the engine into the two Parquet files; counts per snapshot."""
+    text = [f.name for f in FEATURE_SCHEMA if pa.types.is_string(f.type)]
     counts = []
     n_chunks = -(-len(customers) // size)
-    for cust, bills, pays in tqdm(_chunks(customers, inputs, size), total=n_chunks, desc="features",
-                                  unit="chunk", disable=None):  # fmt: skip
-        feats = FEATURE_TABLE.validate(build_features(cust, bills, pays, snaps, costs, grace))
-        labels = build_labels(cust, bills, pays, snaps, label.horizon_months, label.dpd_threshold,
-                              label.min_amount, end, keys=feats)  # fmt: skip
-        fw.write_table(pa.Table.from_pandas(feats, schema=FEATURE_SCHEMA, preserve_index=False))
-        lw.write_table(pa.Table.from_pandas(labels, schema=LABEL_SCHEMA, preserve_index=False))
-        counts.append(labels.groupby("as_of")["in_arrears"].agg(["size", "count", "sum"]))
-        log.debug("chunk: %d customers, %d rows", len(cust), len(feats))
-    fw.close()
-    lw.close()
+    chunks = tqdm(
+        _chunks(customers, inputs, size),
+        total=n_chunks,
+        desc="features",
+        unit="chunk",
+        disable=None,
+    )
+    with (
+        pq.ParquetWriter(staging / "features.parquet", FEATURE_SCHEMA, compression="snappy",
+                         use_dictionary=text) as fw,
+        pq.ParquetWriter(staging / "labels.parquet", LABEL_SCHEMA, compression="zstd") as lw,
+    ):  # fmt: skip
+        for cust, bills, pays in chunks:
+            chunk = prepare(cust, bills, pays)
+            feats = FEATURE_TABLE.validate(features_of(chunk, snaps, costs, grace))
+            labels = labels_of(
+                chunk,
+                snaps,
+                label.horizon_months,
+                label.dpd_threshold,
+                label.min_amount,
+                end,
+                keys=feats,
+            )
+            fw.write_table(pa.Table.from_pandas(feats, schema=FEATURE_SCHEMA, preserve_index=False))
+            lw.write_table(pa.Table.from_pandas(labels, schema=LABEL_SCHEMA, preserve_index=False))
+            counts.append(labels.groupby("as_of")["in_arrears"].agg(["size", "count", "sum"]))
     if not counts:
         raise ValueError("no customers in the validated customers table")
     return pd.concat(counts).groupby(level=0).sum()
