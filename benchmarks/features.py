@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -51,9 +52,11 @@ def _stage(root: Path, dates: list[str], q) -> None:
     from pipelines.features import main
 
     params = load_params(PROJECT / "params.yaml")
-    feats = params.features.model_copy(update={"snapshots": params.features.snapshots.model_copy(
-        update={"dates": tuple(__import__("datetime").date.fromisoformat(d) for d in dates),
-                "first": None, "last": None})})  # fmt: skip
+    as_of = tuple(date.fromisoformat(d) for d in dates)
+    snaps = params.features.snapshots.model_copy(
+        update={"dates": as_of, "first": None, "last": None}
+    )
+    feats = params.features.model_copy(update={"snapshots": snaps})
     t0 = time.perf_counter()
     out = root / f"features_{len(dates)}"
     summary = main(
