@@ -131,3 +131,91 @@ def features(
         stage.main(validated, out, summary, p.features, p.label, p.tariffs)
     except (ParamsError, ContractError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from exc
+
+
+@app.command()
+def train(
+    features: Annotated[Path, typer.Option(help="feature table (Parquet)")],
+    out: Annotated[Path, typer.Option(help="folder for the model files")],
+    labels: Annotated[
+        Path | None, typer.Option(help="labels (Parquet); omit if the target is in FEATURES")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Fit the arrears model and its scorecard baseline; log and register it in MLflow."""
+    import json
+
+    from pipelines import tracking
+    from pipelines import train as stage
+
+    try:
+        p = load_params(params)
+        summary, model, example = stage.main(features, labels, out, p.train, p.label)
+    except (ParamsError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    if p.tracking.enabled:
+        logged = tracking.log_model_run(
+            p.tracking.experiment,
+            "train",
+            stage.flat_params(p.train),
+            stage.flat_metrics(summary),
+            out,
+            model,
+            example,
+            stage.MODEL_NAME if p.train.register_model else None,
+        )
+        (out / "mlflow.json").write_text(json.dumps(logged, indent=2))
+
+
+@app.command()
+def evaluate(
+    features: Annotated[Path, typer.Option(help="feature table (Parquet)")],
+    model: Annotated[Path, typer.Option(help="folder of the trained model")],
+    reports: Annotated[Path, typer.Option(help="folder for figures, grades and test scores")],
+    plots: Annotated[Path, typer.Option(help="folder for the curves as CSV (DVC plots)")],
+    metrics: Annotated[Path, typer.Option(help="JSON metrics (DVC metrics)")],
+    labels: Annotated[Path | None, typer.Option(help="labels (Parquet)")] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="generator truth, for the oracle AUC only")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Evaluate the arrears model on the test snapshots: metrics, grades, plots, expected loss."""
+    import json
+
+    from pipelines import evaluate as stage
+    from pipelines import tracking
+
+    try:
+        p = load_params(params)
+        result = stage.main(
+            features, labels, model, reports, plots, metrics, p.train, p.label, p.grades, truth
+        )
+    except (ParamsError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    logged = model / "mlflow.json"
+    if p.tracking.enabled and logged.exists():
+        run_id = json.loads(logged.read_text())["run_id"]
+        files = [metrics, *sorted(reports.glob("*.png")), reports / "grades.csv"]
+        tracking.log_to_run(run_id, stage.flat_metrics(result), files)
+
+
+@app.command()
+def promote(
+    model_name: Annotated[
+        str, typer.Option("--model", help="registered model")
+    ] = "gridscore-arrears",
+    metric: Annotated[
+        str, typer.Option(help="run metric to compare, higher is better")
+    ] = "test_auc",
+) -> None:
+    """Make the candidate version the champion if its test AUC is no worse (exit 1 if not)."""
+    from pipelines import tracking
+
+    try:
+        promoted, message = tracking.promote(model_name, metric)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(message)
+    if not promoted:
+        raise typer.Exit(1)

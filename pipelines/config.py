@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import yaml
@@ -117,6 +118,56 @@ class LabelParams(_Frozen):
     )
 
 
+class SplitParams(_Frozen):
+    """How the labelled table is split into train / valid / test."""
+
+    kind: Literal["out_of_time", "random"] = "out_of_time"
+    valid_snapshots: int = Field(default=3, ge=1)
+    test_snapshots: int = Field(default=3, ge=1)
+    valid_share: float = Field(default=0.15, gt=0, lt=0.5)
+    test_share: float = Field(default=0.15, gt=0, lt=0.5)
+
+
+class TrainParams(_Frozen):
+    """The arrears model (docs/arrears_model.md)."""
+
+    target: str = "in_arrears"
+    split: SplitParams = SplitParams()
+    num_leaves: int = Field(ge=2)
+    learning_rate: float = Field(gt=0, le=1)
+    n_estimators: int = Field(ge=1)
+    early_stopping_rounds: int = Field(ge=1)
+    min_child_samples: int = Field(ge=1)
+    feature_fraction: float = Field(gt=0, le=1)
+    bagging_fraction: float = Field(gt=0, le=1)
+    bagging_freq: int = Field(ge=0)
+    lambda_l2: float = Field(ge=0)
+    seed: int = Field(ge=0)
+    threads: int = Field(ge=1)
+    calibration: Literal["isotonic", "platt"] = "isotonic"
+    monotone: bool = True
+    exclude: tuple[str, ...] = ()
+    numeric: tuple[str, ...] | None = None
+    categorical: tuple[str, ...] | None = None
+    register_model: bool = True
+
+
+class GradeParams(_Frozen):
+    """The master scale: grade names, best first, with the upper bound of each one's PD."""
+
+    names: tuple[str, ...]
+    upper_pd: tuple[float, ...]
+    lgd: float = Field(ge=0, le=1, description="loss given arrears, for expected loss")
+
+    @model_validator(mode="after")
+    def _scale(self) -> GradeParams:
+        if len(self.names) != len(self.upper_pd) or len(set(self.names)) != len(self.names):
+            raise ValueError("names and upper_pd must pair up, with distinct names")
+        if list(self.upper_pd) != sorted(self.upper_pd) or self.upper_pd[-1] < 1.0:
+            raise ValueError("upper_pd must increase and end at 1.0")
+        return self
+
+
 class TrackingParams(_Frozen):
     """MLflow settings; the tracking URI itself comes from MLFLOW_TRACKING_URI or the default."""
 
@@ -132,6 +183,8 @@ class Params(_Frozen):
     tariffs: Tariffs
     features: FeatureParams
     label: LabelParams
+    train: TrainParams
+    grades: GradeParams
     tracking: TrackingParams = TrackingParams()
 
 

@@ -24,6 +24,124 @@ def tracking_uri(project_dir: Path) -> str:
     )
 
 
+def _experiment(experiment: str, project_dir: Path):
+    import mlflow
+
+    uri = tracking_uri(project_dir)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        return client, exp.experiment_id
+    location = None
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        location = (project_dir / DEFAULT_ARTIFACTS).resolve().as_uri()
+    return client, client.create_experiment(experiment, artifact_location=location)
+
+
+def log_model_run(
+    experiment: str,
+    stage: str,
+    params: dict,
+    metrics: dict[str, float],
+    model_dir: Path,
+    loaded_model,
+    example,
+    register_as: str | None,
+    project_dir: Path = Path("."),
+) -> dict:
+    """Log a training run with its model as a pyfunc (signature, input example) and register it.
+
+    The pyfunc (``pipelines.serving.ArrearsPyfunc``) wraps the LightGBM text model, the
+    calibrator and the feature list logged beside it, and returns the calibrated PD.
+
+    The registered version gets the alias ``candidate``; ``gridscore promote`` decides
+    whether it becomes ``champion``.
+
+    Returns:
+        ``run_id``, and ``version`` when registered.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    client, exp_id = _experiment(experiment, project_dir)
+    with mlflow.start_run(
+        experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}
+    ) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifacts(str(model_dir), artifact_path="arrears")
+        from pipelines.serving import ArrearsPyfunc
+
+        model = ArrearsPyfunc()
+        model.model = loaded_model
+        signature = infer_signature(example, model.predict(None, example))
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=ArrearsPyfunc(), artifacts={"model_dir": str(model_dir)},
+            signature=signature, input_example=example, registered_model_name=register_as,
+        )  # fmt: skip
+    out = {"run_id": run.info.run_id, "model_uri": info.model_uri}
+    if register_as:
+        version = str(info.registered_model_version)
+        client.set_registered_model_alias(register_as, "candidate", version)
+        out["version"] = version
+    log.info(
+        "logged %s run %s to %s %s",
+        stage,
+        run.info.run_id,
+        tracking_uri(project_dir),
+        out.get("version", ""),
+    )
+    return out
+
+
+def log_to_run(
+    run_id: str, metrics: dict[str, float], artifacts: list[Path], project_dir: Path = Path(".")
+) -> None:
+    """Add metrics and files to an existing run (the evaluation of a trained model)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(project_dir))
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(metrics)
+        for path in artifacts:
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+
+
+def promote(
+    model_name: str, metric: str = "test_auc", project_dir: Path = Path(".")
+) -> tuple[bool, str]:
+    """Move the ``champion`` alias to the ``candidate`` version if its metric is no worse.
+
+    Returns:
+        Whether the candidate was promoted, and a sentence saying why.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri(project_dir))
+    try:
+        cand = client.get_model_version_by_alias(model_name, "candidate")
+    except mlflow.exceptions.MlflowException as exc:
+        raise ValueError(f"{model_name} has no version with the alias candidate") from exc
+    cand_score = client.get_run(cand.run_id).data.metrics.get(metric)
+    if cand_score is None:
+        raise ValueError(f"the candidate's run {cand.run_id} has no metric {metric}")
+    try:
+        champ = client.get_model_version_by_alias(model_name, "champion")
+    except mlflow.exceptions.MlflowException:
+        champ = None
+    if champ is not None:
+        champ_score = client.get_run(champ.run_id).data.metrics.get(metric, float("-inf"))
+        if champ.version == cand.version:
+            return False, f"version {cand.version} is already the champion"
+        if cand_score < champ_score:
+            return False, (f"kept champion version {champ.version}: candidate version {cand.version} has "
+                           f"{metric} {cand_score:.4f} < {champ_score:.4f}")  # fmt: skip
+    client.set_registered_model_alias(model_name, "champion", cand.version)
+    before = f" (was version {champ.version})" if champ is not None else ""
+    return True, f"champion is now version {cand.version} with {metric} {cand_score:.4f}{before}"
+
+
 def log_stage_run(
     experiment: str,
     stage: str,
@@ -35,17 +153,7 @@ def log_stage_run(
     """Log one stage run (params, metrics, files) and return its run id."""
     import mlflow
 
-    uri = tracking_uri(project_dir)
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        location = None
-        if "MLFLOW_TRACKING_URI" not in os.environ:
-            location = (project_dir / DEFAULT_ARTIFACTS).resolve().as_uri()
-        exp_id = client.create_experiment(experiment, artifact_location=location)
-    else:
-        exp_id = exp.experiment_id
+    _, exp_id = _experiment(experiment, project_dir)
     with mlflow.start_run(
         experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}
     ) as run:
@@ -53,5 +161,5 @@ def log_stage_run(
         mlflow.log_metrics(metrics)
         for path in artifacts:
             mlflow.log_artifact(str(path))
-    log.info("logged %s run %s to %s", stage, run.info.run_id, uri)
+    log.info("logged %s run %s to %s", stage, run.info.run_id, tracking_uri(project_dir))
     return run.info.run_id

@@ -1,0 +1,208 @@
+"""The arrears model: LightGBM with monotone constraints, then calibration on held-out data.
+
+Saved in LightGBM's own text format (``model.txt``) with its calibrator and feature list
+as JSON; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models.calibration import Calibrator
+
+KEYS = ("customer_id", "as_of")
+
+
+class FeatureMismatchError(ValueError):
+    """The table given to a model lacks features it was trained on, or has the wrong kind."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The model's inputs: numeric and categorical columns, categorical levels, constraints."""
+
+    numeric: list[str]
+    categorical: list[str]
+    levels: dict[str, list[str]] = field(default_factory=dict)
+    monotone: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def constraints(self) -> list[int]:
+        return [self.monotone.get(c, 0) if c in self.numeric else 0 for c in self.columns]
+
+
+def infer_spec(
+    table: pd.DataFrame,
+    target: str,
+    exclude: list[str],
+    numeric: list[str] | None = None,
+    categorical: list[str] | None = None,
+    directions: dict[str, int] | None = None,
+) -> FeatureSpec:
+    """Numeric and categorical feature columns of a table (overridable), with their levels.
+
+    Numbers and booleans are numeric; strings and categories are categorical. Keys, the
+    target and ``exclude`` are never features.
+    """
+    skip = {*KEYS, target, *exclude}
+    cols = [c for c in table.columns if c not in skip]
+    if categorical is None:
+        categorical = [
+            c
+            for c in cols
+            if not (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c]))
+        ]
+    if numeric is None:
+        numeric = [c for c in cols if c not in categorical]
+    levels = {c: sorted(table[c].dropna().astype(str).unique().tolist()) for c in categorical}
+    directions = directions or {}
+    monotone = {c: int(directions[c]) for c in numeric if directions.get(c, 0)}
+    return FeatureSpec(list(numeric), list(categorical), levels, monotone)
+
+
+def to_matrix(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The model's input matrix; a category never seen in training becomes missing.
+
+    Raises:
+        FeatureMismatchError: A feature of the model is absent from the table, or a numeric
+            feature is not numeric.
+    """
+    missing = [c for c in spec.columns if c not in table.columns]
+    if missing:
+        raise FeatureMismatchError(f"the table lacks the model's feature(s): {', '.join(missing)}")
+    out = {}
+    for c in spec.numeric:
+        col = table[c]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            raise FeatureMismatchError(f"feature {c} must be numeric, found {col.dtype}")
+        out[c] = col.astype("float64").to_numpy()
+    for c in spec.categorical:
+        out[c] = pd.Categorical(table[c].astype("object").where(table[c].notna()).astype(str)
+                                .where(table[c].notna()), categories=spec.levels[c])  # fmt: skip
+    return pd.DataFrame(out, index=table.index)
+
+
+@dataclass(frozen=True)
+class BoosterParams:
+    """LightGBM settings (the ``train`` section of params.yaml)."""
+
+    num_leaves: int = 31
+    learning_rate: float = 0.05
+    n_estimators: int = 2000
+    early_stopping_rounds: int = 100
+    min_child_samples: int = 200
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    seed: int = 42
+    threads: int = 2
+
+
+class ArrearsModel:
+    """Gradient-boosted probability of arrears with monotone constraints and calibration.
+
+    Classes are not re-weighted (``is_unbalance`` or ``scale_pos_weight`` would inflate the
+    probabilities); the model minimises log-loss on the natural base rate, stops early on
+    the validation set, and is then calibrated on that set.
+    """
+
+    def __init__(
+        self, params: BoosterParams, calibration: str = "isotonic", monotone: bool = True
+    ) -> None:
+        self.params = params
+        self.calibration = calibration
+        self.monotone = monotone
+
+    def _lgb_params(self, spec: FeatureSpec) -> dict:
+        p = self.params
+        params = {
+            "objective": "binary",
+            "metric": ["binary_logloss", "auc"],
+            "num_leaves": p.num_leaves,
+            "learning_rate": p.learning_rate,
+            "min_child_samples": p.min_child_samples,
+            "feature_fraction": p.feature_fraction,
+            "bagging_fraction": p.bagging_fraction,
+            "bagging_freq": p.bagging_freq,
+            "lambda_l2": p.lambda_l2,
+            "seed": p.seed,
+            "deterministic": True,
+            "force_col_wise": True,
+            "num_threads": p.threads,
+            "verbose": -1,
+        }
+        if self.monotone and any(spec.constraints()):
+            params["monotone_constraints"] = spec.constraints()
+            params["monotone_constraints_method"] = "intermediate"
+        return params
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray,
+            spec: FeatureSpec) -> ArrearsModel:  # fmt: skip
+        """Fit on the training set, stop early and calibrate on the validation set."""
+        self.spec_ = spec
+        train = lgb.Dataset(X, label=y, categorical_feature=spec.categorical, free_raw_data=False)
+        valid = lgb.Dataset(
+            X_valid, label=y_valid, reference=train, categorical_feature=spec.categorical
+        )
+        self.evals_: dict = {}
+        self.booster_ = lgb.train(
+            self._lgb_params(spec),
+            train,
+            num_boost_round=self.params.n_estimators,
+            valid_sets=[valid],
+            valid_names=["valid"],
+            callbacks=[
+                lgb.early_stopping(
+                    self.params.early_stopping_rounds, first_metric_only=True, verbose=False
+                ),
+                lgb.record_evaluation(self.evals_),
+            ],
+        )
+        self.best_iteration_ = int(
+            self.booster_.best_iteration or self.booster_.current_iteration()
+        )
+        self.calibrator_ = Calibrator(self.calibration).fit(self.predict_raw(X_valid), y_valid)
+        return self
+
+    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated probability from the booster."""
+        return self.booster_.predict(X, num_iteration=self.best_iteration_)
+
+    def predict_margin(self, X: pd.DataFrame) -> np.ndarray:
+        """Raw score (log-odds) of the booster."""
+        return self.booster_.predict(X, num_iteration=self.best_iteration_, raw_score=True)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of arrears."""
+        return self.calibrator_.transform(self.predict_raw(X))
+
+    def save(self, folder: Path) -> None:
+        """``model.txt`` (LightGBM text), ``calibrator.json``, ``features.json``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(folder / "model.txt"), num_iteration=self.best_iteration_)
+        (folder / "calibrator.json").write_text(json.dumps(self.calibrator_.to_dict()))
+        meta = {"spec": asdict(self.spec_), "best_iteration": self.best_iteration_,
+                "params": asdict(self.params), "calibration": self.calibration, "monotone": self.monotone}  # fmt: skip
+        (folder / "features.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> ArrearsModel:
+        meta = json.loads((folder / "features.json").read_text())
+        model = cls(BoosterParams(**meta["params"]), meta["calibration"], meta["monotone"])
+        model.spec_ = FeatureSpec(**meta["spec"])
+        model.booster_ = lgb.Booster(model_file=str(folder / "model.txt"))
+        model.best_iteration_ = model.booster_.current_iteration()
+        model.calibrator_ = Calibrator.from_dict(
+            json.loads((folder / "calibrator.json").read_text())
+        )
+        return model

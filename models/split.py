@@ -1,0 +1,53 @@
+"""Train / validation / test splits of a labelled feature table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def out_of_time_split(
+    as_of: pd.Series, horizon_months: int, valid_snapshots: int, test_snapshots: int
+) -> pd.Series:
+    """``train`` / ``valid`` / ``test`` / ``gap`` per row, by snapshot date.
+
+    The latest ``test_snapshots`` labelled snapshots are the test set and the
+    ``valid_snapshots`` before them the validation set (early stopping, calibration). A
+    snapshot whose label horizon reaches into a later set's first snapshot is left out
+    (``gap``), so no outcome window overlaps the next set's observation date.
+    """
+    dates = sorted(pd.to_datetime(as_of.unique()))
+    if len(dates) < test_snapshots + valid_snapshots + 1:
+        raise ValueError(
+            f"out-of-time split needs more than {test_snapshots + valid_snapshots} labelled snapshots, "
+            f"found {len(dates)}; use split.kind: random for a table with few snapshots"
+        )
+    test = dates[-test_snapshots:]
+    before_test = [d for d in dates if d + pd.offsets.MonthEnd(horizon_months) <= test[0]]
+    valid = before_test[-valid_snapshots:]
+    if len(valid) < valid_snapshots:
+        raise ValueError("not enough snapshots before the test set for the validation set")
+    train = [d for d in before_test if d + pd.offsets.MonthEnd(horizon_months) <= valid[0]]
+    if not train:
+        raise ValueError("no snapshot is left for training after the validation and test sets")
+    role = {
+        **dict.fromkeys(train, "train"),
+        **dict.fromkeys(valid, "valid"),
+        **dict.fromkeys(test, "test"),
+    }
+    return pd.to_datetime(as_of).map(role).fillna("gap").astype(str)
+
+
+def random_split(
+    n: int, valid_share: float, test_share: float, seed: int, y: np.ndarray
+) -> pd.Series:
+    """Stratified random split (for a table with a single snapshot)."""
+    rng = np.random.default_rng(seed)
+    role = np.empty(n, dtype=object)
+    for cls in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        n_test, n_valid = int(round(test_share * len(idx))), int(round(valid_share * len(idx)))
+        role[idx[:n_test]] = "test"
+        role[idx[n_test : n_test + n_valid]] = "valid"
+        role[idx[n_test + n_valid :]] = "train"
+    return pd.Series(role, dtype=str)

@@ -1,0 +1,129 @@
+"""The ``evaluate`` stage: the arrears model on the test snapshots, in every credit-risk metric.
+
+Writes ``metrics/arrears.json`` (model, before calibration, scorecard baseline, grades,
+expected loss and, on generated data, the oracle AUC), the curves as DVC plots
+(``reports/arrears_plots/*.csv``) and figures (``*.png``), the grade table and every test
+customer's PD, grade, exposure and expected loss; and adds them to the training run in
+MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models import plots
+from models.arrears import ArrearsModel, to_matrix
+from models.metrics import (
+    assign_grades,
+    classification_metrics,
+    curves,
+    expected_loss,
+    grade_table,
+    rates_rise,
+)
+from pipelines.config import GradeParams, LabelParams, TrainParams
+from pipelines.io import write_json, write_parquet
+from pipelines.train import load_table, split_roles
+
+log = logging.getLogger(__name__)
+
+
+def main(features: Path, labels: Path | None, model_dir: Path, reports: Path, plots_dir: Path,
+         metrics_path: Path, params: TrainParams, label: LabelParams, grades: GradeParams,
+         truth: Path | None = None) -> dict:  # fmt: skip
+    """Run the stage; see the module docstring. Returns the metrics written."""
+    table = load_table(features, labels, params.target)
+    test = table[
+        (split_roles(table, params, label.horizon_months) == "test").to_numpy()
+    ].reset_index(drop=True)
+    model = ArrearsModel.load(model_dir)
+    X = to_matrix(test, model.spec_)
+    y = test[params.target].to_numpy()
+    pd_, raw = model.predict_proba(X), model.predict_raw(X)
+    grade = assign_grades(pd_, grades.names, grades.upper_pd)
+    gtable = grade_table(y, pd_, grade, grades.names)
+    exposure, el = expected_loss(pd_, test["balance"].to_numpy(), test["amount_mean_3m"].to_numpy(),
+                                 label.horizon_months, grades.lgd)  # fmt: skip
+    trained = json.loads((model_dir / "train.json").read_text())
+    metrics = {
+        "model": classification_metrics(y, pd_),
+        "model_uncalibrated": classification_metrics(y, raw),
+        "baseline": trained["test"]["baseline"],
+        "grades": gtable.replace({np.nan: None}).to_dict("records"),
+        "grades_rates_rise": rates_rise(gtable),
+        "expected_loss": {
+            "total": float(el.sum()),
+            "exposure": float(exposure.sum()),
+            "lgd": grades.lgd,
+            "mean_pd": float(pd_.mean()),
+        },  # fmt: skip
+        "test": {
+            "first": str(test["as_of"].min().date()),
+            "last": str(test["as_of"].max().date()),
+            "rows": len(test),
+        },  # fmt: skip
+    }
+    if truth is not None and (truth / "monthly.parquet").exists():
+        metrics["oracle"] = _oracle(truth, test, y, label.horizon_months)
+        metrics["oracle"]["auc_gap"] = metrics["oracle"]["auc"] - metrics["model"]["auc"]
+    _write_reports(reports, plots_dir, y, pd_, raw, metrics, gtable)
+    scored = test[["customer_id", "as_of", params.target]].assign(
+        pd=pd_, grade=grade.astype(str), exposure=exposure, expected_loss=el
+    )
+    write_parquet(scored, reports / "test_scores.parquet")
+    write_json(metrics, metrics_path)
+    log.info("test AUC %.4f, ECE %.4f, grades rise: %s", metrics["model"]["auc"], metrics["model"]["ece"],
+             metrics["grades_rates_rise"])  # fmt: skip
+    return metrics
+
+
+def _oracle(truth: Path, test: pd.DataFrame, y: np.ndarray, horizon: int) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    from features.synthetic.oracle import oracle_probability
+
+    monthly = pd.read_parquet(truth / "monthly.parquet")
+    p = oracle_probability(monthly, test[["customer_id", "as_of"]], horizon)
+    return {"auc": float(roc_auc_score(y, p)), "mean_p": float(p.mean())}
+
+
+def _write_reports(
+    reports: Path, folder: Path, y, pd_, raw, metrics: dict, gtable: pd.DataFrame
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    reports.mkdir(parents=True, exist_ok=True)
+    after, before = curves(y, pd_), curves(y, raw)
+    for name, data in after.items():
+        data.to_csv(folder / f"{name}.csv", index=False)
+    before["calibration"].to_csv(folder / "calibration_uncalibrated.csv", index=False)
+    gtable.to_csv(reports / "grades.csv", index=False)
+    m = metrics["model"]
+    plots.save(plots.roc(after["roc"], m["auc"]), reports / "roc.png")
+    plots.save(plots.precision_recall(after["pr"], m["pr_auc"]), reports / "precision_recall.png")
+    plots.save(
+        plots.calibration(after["calibration"], before["calibration"]), reports / "calibration.png"
+    )
+    plots.save(plots.ks(after["ks"], m["ks"]), reports / "ks.png")
+    plots.save(plots.gains(after["gains"]), reports / "gains.png")
+    plots.save(plots.grades(gtable), reports / "grades.png")
+
+
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """The headline metrics for MLflow."""
+    out = {f"test_{k}": v for k, v in metrics["model"].items() if k != "n"}
+    out.update(
+        {
+            f"test_uncalibrated_{k}": metrics["model_uncalibrated"][k]
+            for k in ("ece", "brier", "log_loss")
+        }
+    )
+    out.update({f"baseline_{k}": metrics["baseline"][k] for k in ("auc", "ks", "ece")})
+    if "oracle" in metrics:
+        out["oracle_auc"] = metrics["oracle"]["auc"]
+    out["expected_loss_total"] = metrics["expected_loss"]["total"]
+    return out

@@ -1,0 +1,139 @@
+"""The ``train`` stage: fit the arrears model and its scorecard baseline on an out-of-time split.
+
+Reads a feature table (``features.parquet``; with ``labels.parquet`` joined on customer_id
+and as_of, or with the target inside: the feature-table contract of docs/arrears_model.md),
+writes to ``artifacts/arrears/``: ``model.txt`` (LightGBM text), ``calibrator.json``,
+``features.json``, ``baseline.json`` (the scorecard), ``split.json`` and ``train.json``;
+logs the run to MLflow and registers the model (alias ``candidate``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.catalog import BY_NAME
+from models.arrears import KEYS, ArrearsModel, BoosterParams, infer_spec, to_matrix
+from models.metrics import classification_metrics
+from models.scorecard import WoEScorecard
+from models.split import out_of_time_split, random_split
+from pipelines.config import LabelParams, TrainParams
+
+log = logging.getLogger(__name__)
+MODEL_NAME = "gridscore-arrears"
+
+
+def load_table(features: Path, labels: Path | None, target: str) -> pd.DataFrame:
+    """The labelled feature table: features joined to labels, rows without a label dropped."""
+    table = pq.read_table(features).to_pandas(date_as_object=False)
+    for key in KEYS:
+        if key not in table.columns:
+            raise ValueError(f"{features}: the feature table needs a {key} column")
+    if labels is not None:
+        lab = pq.read_table(labels).to_pandas(date_as_object=False)
+        table = table.merge(lab[[*KEYS, target]], on=list(KEYS), how="left", validate="one_to_one")
+    if target not in table.columns:
+        raise ValueError(f"{features}: no target column {target!r} (give --labels or add it)")
+    table = table[table[target].notna()].reset_index(drop=True)
+    table[target] = table[target].astype(int)
+    if table.empty:
+        raise ValueError("no labelled rows to train on")
+    return table
+
+
+def split_roles(table: pd.DataFrame, params: TrainParams, horizon: int) -> pd.Series:
+    s = params.split
+    if s.kind == "random":
+        return random_split(
+            len(table), s.valid_share, s.test_share, params.seed, table[params.target].to_numpy()
+        )
+    return out_of_time_split(table["as_of"], horizon, s.valid_snapshots, s.test_snapshots)
+
+
+def booster_params(params: TrainParams) -> BoosterParams:
+    return BoosterParams(**{k: getattr(params, k) for k in BoosterParams.__dataclass_fields__})
+
+
+def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams):
+    """Split, fit the model and the baseline; return them with the roles and test metrics."""
+    roles = split_roles(table, params, label.horizon_months)
+    directions = {n: f.risk_direction for n, f in BY_NAME.items()}
+    spec = infer_spec(table, params.target, list(params.exclude),
+                      None if params.numeric is None else list(params.numeric),
+                      None if params.categorical is None else list(params.categorical), directions)  # fmt: skip
+    X = to_matrix(table, spec)
+    y = table[params.target].to_numpy()
+    part = {r: (roles == r).to_numpy() for r in ("train", "valid", "test")}
+    for r, m in part.items():
+        if y[m].sum() == 0 or y[m].sum() == m.sum():
+            raise ValueError(f"the {r} set has a single class; check the split and the labels")
+    model = ArrearsModel(booster_params(params), params.calibration, params.monotone)
+    model.fit(X[part["train"]], y[part["train"]], X[part["valid"]], y[part["valid"]], spec)
+    baseline = WoEScorecard().fit(
+        table.loc[part["train"], spec.columns], y[part["train"]], spec.categorical
+    )
+    test = part["test"]
+    metrics = {
+        "model": classification_metrics(y[test], model.predict_proba(X[test])),
+        "model_uncalibrated": classification_metrics(y[test], model.predict_raw(X[test])),
+        "baseline": classification_metrics(
+            y[test], baseline.predict_proba(table.loc[test, spec.columns])
+        ),
+    }
+    return model, baseline, roles, metrics
+
+
+def main(
+    features: Path, labels: Path | None, out: Path, params: TrainParams, label: LabelParams
+) -> tuple[dict, ArrearsModel, pd.DataFrame]:
+    """Run the stage; returns the summary written to ``train.json``, the model and an input example."""
+    table = load_table(features, labels, params.target)
+    model, baseline, roles, metrics = fit(table, params, label)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    (out / "baseline.json").write_text(json.dumps(baseline.to_dict()))
+    dates = table.groupby(roles)["as_of"].agg(["min", "max", "size"])
+    split = {r: {"first": str(d["min"].date()), "last": str(d["max"].date()), "rows": int(d["size"])}
+             for r, d in dates.iterrows()}  # fmt: skip
+    (out / "split.json").write_text(
+        json.dumps({"kind": params.split.kind, "sets": split}, indent=2)
+    )
+    summary = {
+        "rows": len(table),
+        "split": split,
+        "best_iteration": model.best_iteration_,
+        "features": len(model.spec_.columns),
+        "constrained": len(model.spec_.monotone) if params.monotone else 0,
+        "test": metrics,
+    }
+    (out / "train.json").write_text(json.dumps(summary, indent=2))
+    log.info("arrears model: test AUC %.4f (baseline %.4f), %d trees",
+             metrics["model"]["auc"], metrics["baseline"]["auc"], model.best_iteration_)  # fmt: skip
+    return summary, model, input_example(model, table)
+
+
+def flat_metrics(summary: dict) -> dict[str, float]:
+    """Test metrics of the model and the baseline, flat, for MLflow."""
+    out = {f"test_{k}": v for k, v in summary["test"]["model"].items() if k != "n"}
+    out.update({f"baseline_{k}": v for k, v in summary["test"]["baseline"].items() if k != "n"})
+    out["best_iteration"] = summary["best_iteration"]
+    return out
+
+
+def flat_params(params: TrainParams) -> dict:
+    """params as flat MLflow params."""
+    data = params.model_dump(mode="json")
+    split = data.pop("split")
+    return {**data, **{f"split.{k}": v for k, v in split.items()}}
+
+
+def input_example(model: ArrearsModel, table: pd.DataFrame) -> pd.DataFrame:
+    """A few rows of model input, categoricals as text (what MLflow can serialise)."""
+    X = to_matrix(table.head(5), model.spec_)
+    for c in model.spec_.categorical:
+        X[c] = X[c].astype("object")
+    return X.astype({c: "float64" for c in model.spec_.numeric})
