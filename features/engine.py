@@ -168,12 +168,25 @@ def features_of(
     month_end, base = _month_end_table(lo, hi)
     cost = c["tariff_class"].map(dict(supply_cost)).to_numpy(np.float64)
     values, active = kernel.compute_features(
-        chunk.b_start, chunk.bills["issued"], chunk.bills["month"], chunk.bills["due"],
-        chunk.bills["amount"], chunk.bills["kwh"], chunk.p_start, chunk.payments["day"],
-        chunk.payments["amount"], _days(c["connected_on"]), _days(c["disconnected_on"]),
-        c["contract_capacity_kva"].to_numpy(np.float64), cost, snapshots.days, snapshots.months,
-        month_end, base, grace_days,
-    )  # fmt: skip
+        chunk.b_start,
+        chunk.bills["issued"],
+        chunk.bills["month"],
+        chunk.bills["due"],
+        chunk.bills["amount"],
+        chunk.bills["kwh"],
+        chunk.p_start,
+        chunk.payments["day"],
+        chunk.payments["amount"],
+        _days(c["connected_on"]),
+        _days(c["disconnected_on"]),
+        c["contract_capacity_kva"].to_numpy(np.float64),
+        cost,
+        snapshots.days,
+        snapshots.months,
+        month_end,
+        base,
+        grace_days,
+    )
     n_snap = len(snapshots.as_of)
     rows = np.flatnonzero(active)
     cust, snap = rows // n_snap, rows % n_snap
@@ -228,10 +241,22 @@ def labels_of(
     month_end, base = _month_end_table(lo, hi)
     last = data_end.year * 12 + data_end.month - 1 - (0 if data_end.is_month_end else 1)
     labels = kernel.compute_labels(
-        chunk.b_start, chunk.bills["issued"], chunk.bills["month"], chunk.bills["due"],
-        chunk.bills["amount"], chunk.p_start, chunk.payments["day"], chunk.payments["amount"],
-        snapshots.months, month_end, base, horizon_months, dpd_threshold, min_amount, last,
-    )  # fmt: skip
+        chunk.b_start,
+        chunk.bills["issued"],
+        chunk.bills["month"],
+        chunk.bills["due"],
+        chunk.bills["amount"],
+        chunk.p_start,
+        chunk.payments["day"],
+        chunk.payments["amount"],
+        snapshots.months,
+        month_end,
+        base,
+        horizon_months,
+        dpd_threshold,
+        min_amount,
+        last,
+    )
     n_snap = len(snapshots.as_of)
     frame = pd.DataFrame(
         {

@@ -155,8 +155,18 @@ def _payment(out, bills, payments, as_of) -> None:
         out[f"partial_bills_{w}m"] = partial.groupby(b[KEY]).sum()
         rev = payments[(payments["amount"] < 0) & (payments["paid_on"] > lo)]
         out[f"reversals_{w}m"] = rev.groupby(KEY).size()
-        counts = [f"{k}_{w}m" for k in ("bills_due", "late_bills", "late30_bills", "late60_bills",
-                                         "max_dpd", "partial_bills", "reversals")]  # fmt: skip
+        counts = [
+            f"{k}_{w}m"
+            for k in (
+                "bills_due",
+                "late_bills",
+                "late30_bills",
+                "late60_bills",
+                "max_dpd",
+                "partial_bills",
+                "reversals",
+            )
+        ]
         out[counts] = out[counts].fillna(0)
     lo = month_end(as_of, 12)
     done = bills[

@@ -86,8 +86,10 @@ def to_matrix(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             raise FeatureMismatchError(f"feature {c} must be numeric, found {col.dtype}")
         out[c] = col.astype("float64").to_numpy()
     for c in spec.categorical:
-        out[c] = pd.Categorical(table[c].astype("object").where(table[c].notna()).astype(str)
-                                .where(table[c].notna()), categories=spec.levels[c])  # fmt: skip
+        out[c] = pd.Categorical(
+            table[c].astype("object").where(table[c].notna()).astype(str).where(table[c].notna()),
+            categories=spec.levels[c],
+        )
     return pd.DataFrame(out, index=table.index)
 
 
@@ -146,8 +148,14 @@ class ArrearsModel:
             params["monotone_constraints_method"] = "intermediate"
         return params
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray,
-            spec: FeatureSpec) -> ArrearsModel:  # fmt: skip
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        X_valid: pd.DataFrame,
+        y_valid: np.ndarray,
+        spec: FeatureSpec,
+    ) -> ArrearsModel:
         """Fit on the training set, stop early and calibrate on the validation set."""
         self.spec_ = spec
         train = lgb.Dataset(X, label=y, categorical_feature=spec.categorical, free_raw_data=False)
@@ -191,8 +199,13 @@ class ArrearsModel:
         folder.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(folder / "model.txt"), num_iteration=self.best_iteration_)
         (folder / "calibrator.json").write_text(json.dumps(self.calibrator_.to_dict()))
-        meta = {"spec": asdict(self.spec_), "best_iteration": self.best_iteration_,
-                "params": asdict(self.params), "calibration": self.calibration, "monotone": self.monotone}  # fmt: skip
+        meta = {
+            "spec": asdict(self.spec_),
+            "best_iteration": self.best_iteration_,
+            "params": asdict(self.params),
+            "calibration": self.calibration,
+            "monotone": self.monotone,
+        }
         (folder / "features.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod

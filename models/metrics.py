@@ -104,8 +104,12 @@ def grade_table(
 ) -> pd.DataFrame:
     """Per grade: customers, share, mean predicted probability, realised arrears rate."""
     df = pd.DataFrame({"grade": grades, "y": y, "pd": pd_})
-    g = df.groupby("grade").agg(customers=("y", "size"), bads=("y", "sum"), mean_pd=("pd", "mean"),
-                                realised_rate=("y", "mean"))  # fmt: skip
+    g = df.groupby("grade").agg(
+        customers=("y", "size"),
+        bads=("y", "sum"),
+        mean_pd=("pd", "mean"),
+        realised_rate=("y", "mean"),
+    )
     g = g.reindex(list(names)).fillna({"customers": 0, "bads": 0})
     g["share"] = g["customers"] / max(len(df), 1)
     return g.reset_index()
@@ -117,8 +121,9 @@ def rates_rise(table: pd.DataFrame) -> bool:
     return bool(np.all(np.diff(rates) >= 0))
 
 
-def expected_loss(pd_: np.ndarray, balance: np.ndarray, mean_bill: np.ndarray, horizon_months: int,
-                  lgd: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def expected_loss(
+    pd_: np.ndarray, balance: np.ndarray, mean_bill: np.ndarray, horizon_months: int, lgd: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Exposure and expected loss per customer.
 
     Exposure is what the utility stands to lose over the horizon: the positive balance now

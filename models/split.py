@@ -19,7 +19,7 @@ def out_of_time_split(
     dates = sorted(pd.to_datetime(as_of.unique()))
     if len(dates) < test_snapshots + valid_snapshots + 1:
         raise ValueError(
-            f"out-of-time split needs more than {test_snapshots + valid_snapshots} labelled snapshots, "
+            f"out-of-time split needs over {test_snapshots + valid_snapshots} labelled snapshots, "
             f"found {len(dates)}; use split.kind: random for a table with few snapshots"
         )
     test = dates[-test_snapshots:]

@@ -33,9 +33,18 @@ from pipelines.train import load_table, split_roles
 log = logging.getLogger(__name__)
 
 
-def main(features: Path, labels: Path | None, model_dir: Path, reports: Path, plots_dir: Path,
-         metrics_path: Path, params: TrainParams, label: LabelParams, grades: GradeParams,
-         truth: Path | None = None) -> dict:  # fmt: skip
+def main(
+    features: Path,
+    labels: Path | None,
+    model_dir: Path,
+    reports: Path,
+    plots_dir: Path,
+    metrics_path: Path,
+    params: TrainParams,
+    label: LabelParams,
+    grades: GradeParams,
+    truth: Path | None = None,
+) -> dict:
     """Run the stage; see the module docstring. Returns the metrics written."""
     table = load_table(features, labels, params.target)
     test = table[
@@ -47,8 +56,13 @@ def main(features: Path, labels: Path | None, model_dir: Path, reports: Path, pl
     pd_, raw = model.predict_proba(X), model.predict_raw(X)
     grade = assign_grades(pd_, grades.names, grades.upper_pd)
     gtable = grade_table(y, pd_, grade, grades.names)
-    exposure, el = expected_loss(pd_, test["balance"].to_numpy(), test["amount_mean_3m"].to_numpy(),
-                                 label.horizon_months, grades.lgd)  # fmt: skip
+    exposure, el = expected_loss(
+        pd_,
+        test["balance"].to_numpy(),
+        test["amount_mean_3m"].to_numpy(),
+        label.horizon_months,
+        grades.lgd,
+    )
     trained = json.loads((model_dir / "train.json").read_text())
     metrics = {
         "model": classification_metrics(y, pd_),
@@ -61,12 +75,12 @@ def main(features: Path, labels: Path | None, model_dir: Path, reports: Path, pl
             "exposure": float(exposure.sum()),
             "lgd": grades.lgd,
             "mean_pd": float(pd_.mean()),
-        },  # fmt: skip
+        },
         "test": {
             "first": str(test["as_of"].min().date()),
             "last": str(test["as_of"].max().date()),
             "rows": len(test),
-        },  # fmt: skip
+        },
     }
     if truth is not None and (truth / "monthly.parquet").exists():
         metrics["oracle"] = _oracle(truth, test, y, label.horizon_months)
@@ -77,8 +91,12 @@ def main(features: Path, labels: Path | None, model_dir: Path, reports: Path, pl
     )
     write_parquet(scored, reports / "test_scores.parquet")
     write_json(metrics, metrics_path)
-    log.info("test AUC %.4f, ECE %.4f, grades rise: %s", metrics["model"]["auc"], metrics["model"]["ece"],
-             metrics["grades_rates_rise"])  # fmt: skip
+    log.info(
+        "test AUC %.4f, ECE %.4f, grades rise: %s",
+        metrics["model"]["auc"],
+        metrics["model"]["ece"],
+        metrics["grades_rates_rise"],
+    )
     return metrics
 
 

@@ -59,7 +59,7 @@ FEATURE_TABLE = pa_schema.DataFrameSchema(
             if n not in ("months_of_history", "dpd", "overdue_arrears")
         },
         "tariff_class": pa_schema.Column("str", nullable=False),
-    },  # fmt: skip
+    },
     unique=["customer_id", "as_of"],
     strict=False,
     name="feature table",
@@ -161,8 +161,14 @@ def data_end(con, inputs: dict[str, Path]) -> pd.Timestamp:
     return pd.Timestamp(row[0])
 
 
-def main(validated: Path, out: Path, summary_path: Path, params: FeatureParams, label: LabelParams,
-         tariffs: Tariffs) -> dict:  # fmt: skip
+def main(
+    validated: Path,
+    out: Path,
+    summary_path: Path,
+    params: FeatureParams,
+    label: LabelParams,
+    tariffs: Tariffs,
+) -> dict:
     """Run the stage; see the module docstring."""
     started = time.perf_counter()
     snaps = Snapshots(tuple(pd.Timestamp(d) for d in params.snapshots.as_of()))
@@ -213,10 +219,11 @@ def _run(customers, inputs, size, snaps, costs, grace, label, end, staging) -> p
         disable=None,
     )
     with (
-        pq.ParquetWriter(staging / "features.parquet", FEATURE_SCHEMA, compression="snappy",
-                         use_dictionary=text) as fw,
+        pq.ParquetWriter(
+            staging / "features.parquet", FEATURE_SCHEMA, compression="snappy", use_dictionary=text
+        ) as fw,
         pq.ParquetWriter(staging / "labels.parquet", LABEL_SCHEMA, compression="zstd") as lw,
-    ):  # fmt: skip
+    ):
         for cust, bills, pays in chunks:
             chunk = prepare(cust, bills, pays)
             feats = FEATURE_TABLE.validate(features_of(chunk, snaps, costs, grace))

@@ -77,9 +77,13 @@ def log_model_run(
         model.model = loaded_model
         signature = infer_signature(example, model.predict(None, example))
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=ArrearsPyfunc(), artifacts={"model_dir": str(model_dir)},
-            signature=signature, input_example=example, registered_model_name=register_as,
-        )  # fmt: skip
+            name="model",
+            python_model=ArrearsPyfunc(),
+            artifacts={"model_dir": str(model_dir)},
+            signature=signature,
+            input_example=example,
+            registered_model_name=register_as,
+        )
     out = {"run_id": run.info.run_id, "model_uri": info.model_uri}
     if register_as:
         version = str(info.registered_model_version)
@@ -135,8 +139,10 @@ def promote(
         if champ.version == cand.version:
             return False, f"version {cand.version} is already the champion"
         if cand_score < champ_score:
-            return False, (f"kept champion version {champ.version}: candidate version {cand.version} has "
-                           f"{metric} {cand_score:.4f} < {champ_score:.4f}")  # fmt: skip
+            return False, (
+                f"kept champion version {champ.version}: candidate version {cand.version} has "
+                f"{metric} {cand_score:.4f} < {champ_score:.4f}"
+            )
     client.set_registered_model_alias(model_name, "champion", cand.version)
     before = f" (was version {champ.version})" if champ is not None else ""
     return True, f"champion is now version {cand.version} with {metric} {cand_score:.4f}{before}"

@@ -62,9 +62,14 @@ def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams):
     """Split, fit the model and the baseline; return them with the roles and test metrics."""
     roles = split_roles(table, params, label.horizon_months)
     directions = {n: f.risk_direction for n, f in BY_NAME.items()}
-    spec = infer_spec(table, params.target, list(params.exclude),
-                      None if params.numeric is None else list(params.numeric),
-                      None if params.categorical is None else list(params.categorical), directions)  # fmt: skip
+    spec = infer_spec(
+        table,
+        params.target,
+        list(params.exclude),
+        None if params.numeric is None else list(params.numeric),
+        None if params.categorical is None else list(params.categorical),
+        directions,
+    )
     X = to_matrix(table, spec)
     y = table[params.target].to_numpy()
     part = {r: (roles == r).to_numpy() for r in ("train", "valid", "test")}
@@ -90,15 +95,17 @@ def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams):
 def main(
     features: Path, labels: Path | None, out: Path, params: TrainParams, label: LabelParams
 ) -> tuple[dict, ArrearsModel, pd.DataFrame]:
-    """Run the stage; returns the summary written to ``train.json``, the model and an input example."""
+    """Run the stage; returns the summary (``train.json``), the model and an input example."""
     table = load_table(features, labels, params.target)
     model, baseline, roles, metrics = fit(table, params, label)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out)
     (out / "baseline.json").write_text(json.dumps(baseline.to_dict()))
     dates = table.groupby(roles)["as_of"].agg(["min", "max", "size"])
-    split = {r: {"first": str(d["min"].date()), "last": str(d["max"].date()), "rows": int(d["size"])}
-             for r, d in dates.iterrows()}  # fmt: skip
+    split = {
+        r: {"first": str(d["min"].date()), "last": str(d["max"].date()), "rows": int(d["size"])}
+        for r, d in dates.iterrows()
+    }
     (out / "split.json").write_text(
         json.dumps({"kind": params.split.kind, "sets": split}, indent=2)
     )
@@ -111,8 +118,12 @@ def main(
         "test": metrics,
     }
     (out / "train.json").write_text(json.dumps(summary, indent=2))
-    log.info("arrears model: test AUC %.4f (baseline %.4f), %d trees",
-             metrics["model"]["auc"], metrics["baseline"]["auc"], model.best_iteration_)  # fmt: skip
+    log.info(
+        "arrears model: test AUC %.4f (baseline %.4f), %d trees",
+        metrics["model"]["auc"],
+        metrics["baseline"]["auc"],
+        model.best_iteration_,
+    )
     return summary, model, input_example(model, table)
 
 
