@@ -9,39 +9,86 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.synthetic.simulate import DISTRESS_STAY
+from features.synthetic.simulate import (
+    DISTRESS_STAY,
+    HAZARD_INTERCEPT,
+    HAZARD_RISK,
+    HAZARD_SHOCK,
+    SHOCK_LAG,
+)
 
 
-def oracle_probability(
-    monthly: pd.DataFrame, keys: pd.DataFrame, horizon_months: int
-) -> np.ndarray:
-    """True probability of a distress month within the horizon after each (customer, as_of).
+def _ex_ante_hazards(customers: pd.DataFrame, month0: np.ndarray, horizon: int) -> np.ndarray:
+    """Entry hazard of each horizon month as known at as_of: shocks after as_of are not known."""
+    risk = customers["latent_risk"].to_numpy(float)
+    shock = pd.PeriodIndex(customers["shock_period"], freq="M")
+    shock_month = np.where(customers["shock_period"].notna(), shock.year * 12 + shock.month - 1, -(10**9))
+    known = shock_month <= month0
+    household = (customers["latent_segment"] == "household").to_numpy()
+    out = np.empty((len(month0), horizon))
+    for k in range(1, horizon + 1):
+        lag = month0 + k - shock_month
+        after = known & (lag >= SHOCK_LAG[0]) & (lag <= SHOCK_LAG[1])
+        winter = household & np.isin((month0 + k) % 12, (0, 1))
+        logit = HAZARD_INTERCEPT + HAZARD_RISK * risk + HAZARD_SHOCK * after + 0.3 * winter
+        out[:, k - 1] = 1.0 / (1.0 + np.exp(-logit))
+    return out
 
-    From the generator's latent state at ``as_of`` (in distress or not) and its monthly
-    entry hazards over the horizon: ``1 - P(no distress in any month of the horizon)``,
-    where a customer in distress at ``as_of`` first has to leave it (``1 - DISTRESS_STAY``).
-    Months where the customer is not active count as no distress.
+
+def oracle_probability(monthly: pd.DataFrame, customers: pd.DataFrame, keys: pd.DataFrame, horizon_months: int) -> np.ndarray:
+    """True probability, as of each (customer, as_of), of a distress month within the horizon.
+
+    From the generator's latent state at ``as_of`` (in distress or not, latent risk, shocks
+    so far) and the chain: ``1 - P(no distress in any month of the horizon)``, where a
+    customer in distress at ``as_of`` first has to leave it (``1 - DISTRESS_STAY``).
 
     Args:
-        monthly: ``truth/monthly.parquet``: customer_id, period, hazard, in_distress.
+        monthly: ``truth/monthly.parquet``; customers: ``truth/customers.parquet``.
         keys: customer_id, as_of (month ends) to score.
     """
-    m = monthly[["customer_id", "period", "hazard", "in_distress"]].copy()
-    period = pd.PeriodIndex(m["period"], freq="M")
-    m["month"] = period.year * 12 + period.month - 1
-    lookup = m.set_index(["customer_id", "month"])
-    as_of = pd.to_datetime(keys["as_of"])
-    month0 = (as_of.dt.year * 12 + as_of.dt.month - 1).to_numpy()
-    ids = keys["customer_id"].to_numpy()
-
-    def column(name: str, offset: int) -> np.ndarray:
-        idx = pd.MultiIndex.from_arrays([ids, month0 + offset])
-        return lookup[name].reindex(idx).to_numpy(dtype=float, na_value=0.0)
-
-    stay_out = np.ones(len(keys))
-    in_now = column("in_distress", 0) > 0
-    for k in range(1, horizon_months + 1):
-        h = column("hazard", k)
-        first = np.where(in_now, 1.0 - DISTRESS_STAY, 1.0 - h) if k == 1 else 1.0 - h
-        stay_out *= first
+    month0, ids = _months(keys)
+    in_now = _in_distress(monthly, ids, month0)
+    c = customers.set_index("customer_id").reindex(ids).reset_index()
+    hazards = _ex_ante_hazards(c, month0, horizon_months)
+    stay_out = np.where(in_now, 1.0 - DISTRESS_STAY, 1.0 - hazards[:, 0])
+    for k in range(1, horizon_months):
+        stay_out = stay_out * (1.0 - hazards[:, k])
     return 1.0 - stay_out
+
+
+def _months(keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    as_of = pd.to_datetime(keys["as_of"])
+    return (as_of.dt.year * 12 + as_of.dt.month - 1).to_numpy(), keys["customer_id"].to_numpy()
+
+
+def _in_distress(monthly: pd.DataFrame, ids: np.ndarray, month0: np.ndarray) -> np.ndarray:
+    period = pd.PeriodIndex(monthly["period"], freq="M")
+    lookup = pd.Series(monthly["in_distress"].to_numpy(), index=pd.MultiIndex.from_arrays(
+        [monthly["customer_id"].to_numpy(), period.year * 12 + period.month - 1]))
+    idx = pd.MultiIndex.from_arrays([ids, month0])
+    return lookup.reindex(idx).fillna(False).to_numpy(dtype=bool)
+
+
+def oracle_features(
+    monthly: pd.DataFrame, customers: pd.DataFrame, keys: pd.DataFrame, horizon_months: int
+) -> pd.DataFrame:
+    """What the generator knows at each (customer, as_of) and a model cannot see.
+
+    The latent risk, payment behaviour and segment, whether the customer is in distress at
+    ``as_of``, the months since its consumption shock (if it has happened by then) and the
+    chain's probability of distress within the horizon: all known at ``as_of``, nothing
+    after it. Fitted on top of the observable features, these give the oracle, the best AUC
+    the generated data allows.
+    """
+    month0, ids = _months(keys)
+    c = customers.set_index("customer_id").reindex(ids)
+    shock = pd.PeriodIndex(c["shock_period"], freq="M")
+    since = month0 - np.where(c["shock_period"].notna(), shock.year * 12 + shock.month - 1, 10**9)
+    out = pd.DataFrame(index=keys.index)
+    out["truth_in_distress"] = _in_distress(monthly, ids, month0).astype(float)
+    out["truth_months_since_shock"] = np.where(since >= 0, since, np.nan)
+    out["truth_p_horizon"] = oracle_probability(monthly, customers, keys, horizon_months)
+    out["truth_latent_risk"] = c["latent_risk"].to_numpy(float)
+    out["truth_behaviour"] = c["behaviour"].astype(str).to_numpy()
+    out["truth_segment"] = c["latent_segment"].astype(str).to_numpy()
+    return out
