@@ -99,12 +99,15 @@ def main(
     return metrics
 
 
-def _oracle(truth: Path, table: pd.DataFrame, roles: pd.Series, params: TrainParams, horizon: int) -> dict:
+def _oracle(
+    truth: Path, table: pd.DataFrame, roles: pd.Series, params: TrainParams, horizon: int
+) -> dict:
     """The oracle: the same booster given, on top of the features, what only the generator knows.
 
+    The generator's state before the as_of month (latent risk, payment behaviour, segment,
+    distress, shocks) and its true probabilities after it (``features.synthetic.oracle``).
     Fitted on the same train / valid split and scored on the same test rows, its AUC is the
-    best the generated data allows; ``chain_auc`` is the AUC of the distress chain's own
-    probability alone.
+    best the generated data allows; ``chain_auc`` is the AUC of the chain's probability alone.
     """
     from sklearn.metrics import roc_auc_score
 
