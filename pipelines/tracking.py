@@ -17,11 +17,13 @@ DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 
 
+def _default_uri(project_dir: Path) -> str:
+    return f"sqlite:///{(project_dir / DEFAULT_DB).resolve()}"
+
+
 def tracking_uri(project_dir: Path) -> str:
     """The tracking URI: ``MLFLOW_TRACKING_URI`` or ``sqlite:///<project>/mlflow.db``."""
-    return (
-        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_dir / DEFAULT_DB).resolve()}"
-    )
+    return os.environ.get("MLFLOW_TRACKING_URI") or _default_uri(project_dir)
 
 
 def _experiment(experiment: str, project_dir: Path):
@@ -34,7 +36,7 @@ def _experiment(experiment: str, project_dir: Path):
     if exp is not None:
         return client, exp.experiment_id
     location = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
+    if uri == _default_uri(project_dir):  # the project's own store keeps artifacts beside it
         location = (project_dir / DEFAULT_ARTIFACTS).resolve().as_uri()
     return client, client.create_experiment(experiment, artifact_location=location)
 

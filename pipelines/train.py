@@ -143,8 +143,9 @@ def flat_params(params: TrainParams) -> dict:
 
 
 def input_example(model: ArrearsModel, table: pd.DataFrame) -> pd.DataFrame:
-    """A few rows of model input, categoricals as text (what MLflow can serialise)."""
-    X = to_matrix(table.head(5), model.spec_)
+    """A few rows of the feature table as the model takes it (categoricals as text)."""
+    full = table.dropna(subset=model.spec_.categorical)
+    example = (full if len(full) >= 5 else table).head(5)[model.spec_.columns].copy()
     for c in model.spec_.categorical:
-        X[c] = X[c].astype("object")
-    return X.astype({c: "float64" for c in model.spec_.numeric})
+        example[c] = example[c].astype("object")
+    return example

@@ -41,7 +41,8 @@ def test_dvc_repro_runs_every_stage(tmp_path):
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT / rel, work / rel)
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["generate"].update(customers=400, months=13)
+    params["generate"].update(customers=800, months=24)
+    params["train"]["split"].update(valid_snapshots=2, test_snapshots=2)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -59,7 +60,7 @@ def test_dvc_repro_runs_every_stage(tmp_path):
         assert (work / "data" / "validated" / f"{table}.parquet").exists()
         assert (work / "data" / "quarantine" / f"{table}.parquet").exists()
     summary = json.loads((work / "metrics" / "validation.json").read_text())
-    assert summary["tables"]["customers"]["rows_in"] == 400
+    assert summary["tables"]["customers"]["rows_in"] == 800
     assert (work / "mlflow.db").exists()  # the default tracking store, in the project
 
     status = _run(["dvc", "status"], work, env)
@@ -67,5 +68,16 @@ def test_dvc_repro_runs_every_stage(tmp_path):
     again = _run(["dvc", "repro"], work, env)
     assert "didn't change" in again.stdout or "Stage 'validate' didn't change" in again.stdout
     ignored = _run(["git", "status", "--porcelain", "--ignored"], work, env).stdout
-    for out in ("data/", "mlflow.db"):
-        assert f"!! {out}" in ignored
+    for out in ("data/", "artifacts/", "reports/", "mlflow.db", "mlartifacts/"):
+        assert f"!! {out}" in ignored, out
+    assert (work / "artifacts" / "arrears" / "model.txt").exists()
+    metrics = json.loads((work / "metrics" / "arrears.json").read_text())
+    assert 0.5 < metrics["model"]["auc"] <= 1.0
+
+    # An experiment with one parameter changed, as a data scientist runs it.
+    _run([*git, "add", "-A"], work, env)
+    _run([*git, "commit", "-qm", "baseline run"], work, env)
+    _run(["dvc", "exp", "run", "-S", "train.num_leaves=7", "-n", "leaves7"], work, env)
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], work, env).stdout)
+    text = json.dumps(shown)
+    assert "leaves7" in text and '"num_leaves": 7' in text

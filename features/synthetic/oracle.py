@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from features.synthetic.simulate import (
-    DISTRESS_STAY,
     HAZARD_INTERCEPT,
     HAZARD_RISK,
     HAZARD_SHOCK,
@@ -93,8 +92,8 @@ def oracle_features(
     The latent risk, payment behaviour and segment, whether the customer was in distress in
     the month before as_of's, the months since its consumption shock (if it happened before
     as_of's month) and the chain's probability (``oracle_probability``): the generator's
-    state before the as_of month, and its probabilities after. Fitted on top of the observable features, these give the oracle, the best AUC
-    the generated data allows.
+    state before the as_of month, and its probabilities after. Fitted on top of the
+    observable features, these give the oracle: the best AUC the generated data allows.
     """
     month0, ids = _months(keys)
     c = customers.set_index("customer_id").reindex(ids)

@@ -1,0 +1,94 @@
+"""The arrears model on a small generated base: deterministic, monotone, safe with bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from features.catalog import BY_NAME
+from features.engine import build_features, build_labels, month_ends
+from models.arrears import ArrearsModel, BoosterParams, FeatureMismatchError, infer_spec, to_matrix
+from models.split import random_split
+
+COSTS = {
+    "residential": 0.45,
+    "commercial": 0.58,
+    "industrial": 0.55,
+    "large_industrial": 0.53,
+    "agricultural": 0.46,
+}
+
+
+@pytest.fixture(scope="module")
+def table(small_base):
+    def read(name):
+        return pq.read_table(small_base / "raw" / f"{name}.parquet").to_pandas(date_as_object=False)
+
+    c, b, p = read("customers"), read("bills"), read("payments")
+    snaps = month_ends("2023-12-31", "2024-09-30")
+    f = build_features(c, b, p, snaps, COSTS, 91)
+    lab = build_labels(c, b, p, snaps, 3, 30, 10.0, pd.Timestamp("2025-01-31"), keys=f)
+    return f.assign(in_arrears=lab["in_arrears"].astype(int).to_numpy())
+
+
+def _fit(table, seed=1, monotone=True):
+    directions = {n: f.risk_direction for n, f in BY_NAME.items()}
+    spec = infer_spec(table, "in_arrears", [], directions=directions)
+    roles = random_split(len(table), 0.2, 0.2, 0, table["in_arrears"].to_numpy())
+    X, y = to_matrix(table, spec), table["in_arrears"].to_numpy()
+    tr, va = (roles == "train").to_numpy(), (roles == "valid").to_numpy()
+    params = BoosterParams(
+        num_leaves=15, n_estimators=300, early_stopping_rounds=30, min_child_samples=50, seed=seed
+    )
+    return ArrearsModel(params, "isotonic", monotone).fit(X[tr], y[tr], X[va], y[va], spec), X
+
+
+def test_same_seed_and_data_give_the_same_model(table, tmp_path):
+    a, X = _fit(table)
+    b, _ = _fit(table)
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    for name in ("model.txt", "calibrator.json", "features.json"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    c, _ = _fit(table, seed=2)
+    assert not np.array_equal(a.predict_raw(X), c.predict_raw(X))
+
+
+def test_every_constrained_feature_is_monotone(table):
+    model, X = _fit(table)
+    sample = X.sample(200, random_state=0)
+    assert len(model.spec_.monotone) > 20
+    for name, direction in model.spec_.monotone.items():
+        values = X[name].dropna()
+        grid = np.unique(np.quantile(values, np.linspace(0, 1, 15))) if len(values) else []
+        previous = None
+        for v in grid:
+            score = model.predict_margin(sample.assign(**{name: v}))
+            if previous is not None:
+                assert (direction * (score - previous) >= -1e-12).all(), name
+            previous = score
+        calibrated = [model.predict_proba(sample.assign(**{name: v})) for v in grid]
+        for lo, hi in zip(calibrated, calibrated[1:], strict=False):
+            assert (direction * (hi - lo) >= -1e-12).all(), name
+
+
+def test_saved_model_predicts_the_same_after_loading(table, tmp_path):
+    model, X = _fit(table)
+    model.save(tmp_path / "m")
+    again = ArrearsModel.load(tmp_path / "m")
+    np.testing.assert_allclose(again.predict_proba(X), model.predict_proba(X))
+    assert (tmp_path / "m" / "model.txt").read_text().startswith("tree")
+
+
+def test_missing_feature_and_wrong_type_are_errors_and_new_categories_are_missing(table):
+    model, X = _fit(table)
+    with pytest.raises(FeatureMismatchError, match="lacks the model's feature.*dpd"):
+        to_matrix(table.drop(columns="dpd"), model.spec_)
+    with pytest.raises(FeatureMismatchError, match="balance must be numeric"):
+        to_matrix(table.assign(balance="lots"), model.spec_)
+    odd = to_matrix(table.head(3).assign(tariff_class="space_station"), model.spec_)
+    assert odd["tariff_class"].isna().all()
+    assert np.isfinite(model.predict_proba(odd)).all()

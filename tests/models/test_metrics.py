@@ -1,0 +1,121 @@
+"""Metrics, calibration, splits, grades and expected loss on small known inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from models.calibration import Calibrator
+from models.metrics import (
+    assign_grades,
+    classification_metrics,
+    expected_calibration_error,
+    expected_loss,
+    grade_table,
+    ks_statistic,
+    rates_rise,
+    top_decile_capture,
+)
+from models.scorecard import WoEScorecard
+from models.split import out_of_time_split, random_split
+
+
+def test_ks_and_capture_on_a_perfect_ranking():
+    y = np.array([0] * 90 + [1] * 10)
+    p = np.linspace(0, 1, 100)
+    assert ks_statistic(y, p) == pytest.approx(1.0)
+    assert top_decile_capture(y, p) == 1.0
+    assert classification_metrics(y, p)["gini"] == pytest.approx(1.0)
+
+
+def test_ece_is_zero_when_calibrated_and_large_when_not():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.3, 200_000)
+    y = (rng.random(len(p)) < p).astype(int)
+    assert expected_calibration_error(y, p) < 0.005
+    assert expected_calibration_error(y, np.clip(p * 2, 0, 1)) > 0.1
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_calibrators_fix_a_distorted_score_and_survive_json(method):
+    rng = np.random.default_rng(1)
+    true = rng.uniform(0, 0.4, 50_000)
+    y = (rng.random(len(true)) < true).astype(int)
+    raw = true**0.5  # overconfident and monotone
+    cal = Calibrator(method).fit(raw, y)
+    again = Calibrator.from_dict(cal.to_dict())
+    np.testing.assert_allclose(again.transform(raw), cal.transform(raw))
+    assert (
+        expected_calibration_error(y, cal.transform(raw)) < expected_calibration_error(y, raw) / 5
+    )
+    assert roc_auc_score(y, cal.transform(raw)) == pytest.approx(roc_auc_score(y, raw), abs=0.005)
+
+
+def test_out_of_time_split_leaves_a_gap_of_the_horizon():
+    dates = pd.Series(pd.date_range("2023-12-31", "2025-10-31", freq="ME").repeat(2))
+    roles = out_of_time_split(dates, 3, 3, 3)
+    by_date = pd.Series(roles.to_numpy(), index=dates).groupby(level=0).first()
+    assert list(by_date[by_date == "test"].index.strftime("%Y-%m")) == [
+        "2025-08",
+        "2025-09",
+        "2025-10",
+    ]
+    assert list(by_date[by_date == "valid"].index.strftime("%Y-%m")) == [
+        "2025-03",
+        "2025-04",
+        "2025-05",
+    ]
+    assert by_date[by_date == "train"].index.max() == pd.Timestamp("2024-12-31")
+    assert set(by_date[by_date == "gap"].index.strftime("%Y-%m")) == {
+        "2025-01",
+        "2025-02",
+        "2025-06",
+        "2025-07",
+    }
+
+
+def test_out_of_time_split_needs_snapshots():
+    with pytest.raises(ValueError, match="split.kind: random"):
+        out_of_time_split(pd.Series(pd.to_datetime(["2024-01-31"] * 5)), 3, 3, 3)
+
+
+def test_random_split_is_stratified_and_seeded():
+    y = np.array([0] * 900 + [1] * 100)
+    a, b = random_split(1000, 0.2, 0.2, 7, y), random_split(1000, 0.2, 0.2, 7, y)
+    assert a.equals(b)
+    assert (a[y == 1] == "test").sum() == 20 and (a == "test").sum() == 200
+
+
+def test_grades_master_scale_and_table():
+    names, upper = ["AAA", "A", "C"], [0.01, 0.05, 1.0]
+    pd_ = np.array([0.001, 0.01, 0.011, 0.2, 0.9])
+    assert assign_grades(pd_, names, upper).tolist() == ["AAA", "AAA", "A", "C", "C"]
+    table = grade_table(np.array([0, 0, 0, 1, 1]), pd_, assign_grades(pd_, names, upper), names)
+    assert table["customers"].tolist() == [2, 1, 2]
+    assert rates_rise(table)
+    table.loc[0, "realised_rate"] = 0.5
+    assert not rates_rise(table)
+
+
+def test_expected_loss():
+    exposure, el = expected_loss(
+        np.array([0.1, 0.5]), np.array([-50.0, 200.0]), np.array([100.0, np.nan]), 3, 0.4
+    )
+    assert exposure.tolist() == [300.0, 200.0]  # a credit does not reduce the coming bills
+    assert el.tolist() == pytest.approx([0.1 * 300 * 0.4, 0.5 * 200 * 0.4])
+
+
+def test_scorecard_learns_a_monotone_risk_and_handles_unseen_levels():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, 20_000)
+    cat = rng.choice(["a", "b"], len(x))
+    true = 0.02 + 0.2 * x + 0.1 * (cat == "b")
+    y = (rng.random(len(x)) < true).astype(int)
+    X = pd.DataFrame({"x": x, "cat": cat})
+    card = WoEScorecard().fit(X, y, ["cat"])
+    assert roc_auc_score(y, card.predict_proba(X)) > roc_auc_score(y, true) - 0.01
+    new = pd.DataFrame({"x": [0.1, 0.9, np.nan], "cat": ["a", "b", "zzz"]})
+    p = card.predict_proba(new)
+    assert p[1] > p[0] and np.isfinite(p).all()

@@ -1,0 +1,104 @@
+"""The arrears model end to end on the default generated base: the quality bar of the issue."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipelines import evaluate, features, generate, train, validate
+from pipelines.config import load_params
+from tests.conftest import PROJECT
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """generate -> validate -> features -> train -> evaluate with the project's params.yaml."""
+    p = load_params(PROJECT / "params.yaml")
+    root = tmp_path_factory.mktemp("default_run")
+    g = p.generate
+    generate.main(
+        g.customers,
+        g.months,
+        g.start_period,
+        g.seed,
+        p.tariffs,
+        root / "raw",
+        root / "truth",
+        defect_rate=g.defect_rate,
+    )
+    validate.main(
+        root / "raw",
+        root / "validated",
+        root / "quarantine",
+        root / "validation.json",
+        p.validate_.max_quarantine_share,
+    )
+    features.main(
+        root / "validated",
+        root / "features",
+        root / "features.json",
+        p.features,
+        p.label,
+        p.tariffs,
+    )
+    f, lab = root / "features" / "features.parquet", root / "features" / "labels.parquet"
+    summary, _, _ = train.main(f, lab, root / "model", p.train, p.label)
+    metrics = evaluate.main(
+        f,
+        lab,
+        root / "model",
+        root / "reports",
+        root / "plots",
+        root / "arrears.json",
+        p.train,
+        p.label,
+        p.grades,
+        root / "truth",
+    )
+    return root, summary, metrics
+
+
+def test_model_beats_the_scorecard_baseline(default_run):
+    _, _, m = default_run
+    assert m["model"]["auc"] > m["baseline"]["auc"]
+    assert m["model"]["log_loss"] < m["baseline"]["log_loss"]
+
+
+def test_model_is_within_003_auc_of_the_oracle(default_run):
+    _, _, m = default_run
+    assert m["oracle"]["auc"] - m["model"]["auc"] <= 0.03
+
+
+def test_calibrated_ece_below_002_and_realised_rate_rises_across_grades(default_run):
+    _, _, m = default_run
+    assert m["model"]["ece"] < 0.02
+    assert m["grades_rates_rise"]
+    rates = [g["realised_rate"] for g in m["grades"] if g["customers"]]
+    assert rates[-1] > 10 * rates[0]
+
+
+def test_outputs_of_train_and_evaluate(default_run):
+    root, summary, m = default_run
+    for name in (
+        "model.txt",
+        "calibrator.json",
+        "features.json",
+        "baseline.json",
+        "split.json",
+        "train.json",
+    ):
+        assert (root / "model" / name).exists(), name
+    assert summary["constrained"] > 30
+    split = json.loads((root / "model" / "split.json").read_text())["sets"]
+    assert split["train"]["last"] < split["valid"]["first"] < split["test"]["first"]
+    for name in ("roc", "pr", "calibration", "calibration_uncalibrated", "ks", "gains"):
+        assert len(pd.read_csv(root / "plots" / f"{name}.csv")) > 5
+    for name in ("roc", "precision_recall", "calibration", "ks", "gains", "grades"):
+        assert (root / "reports" / f"{name}.png").stat().st_size > 5000
+    scores = pd.read_parquet(root / "reports" / "test_scores.parquet")
+    assert len(scores) == m["test"]["rows"]
+    assert (scores["expected_loss"] <= scores["exposure"] * 0.45 + 1e-9).all()
+    assert scores["pd"].between(0, 1).all()
+    assert set(scores["grade"]) <= {"AAA", "AA", "A", "B", "C"}
