@@ -92,3 +92,28 @@ def test_missing_feature_and_wrong_type_are_errors_and_new_categories_are_missin
     odd = to_matrix(table.head(3).assign(tariff_class="space_station"), model.spec_)
     assert odd["tariff_class"].isna().all()
     assert np.isfinite(model.predict_proba(odd)).all()
+
+
+def test_bring_your_own_feature_table(table, tmp_path):
+    """A table with the target inside and a feature of the utility's own trains as it is."""
+    from pipelines.config import load_params
+    from pipelines.train import main
+    from tests.conftest import PROJECT
+
+    own = table.assign(tamper_alarms=(table["dpd"] > 0).astype(int) * 2, meter_brand="acme")
+    own.to_parquet(tmp_path / "mine.parquet", index=False)
+    p = load_params(PROJECT / "params.yaml")
+    params = p.train.model_copy(
+        update={
+            "split": p.train.split.model_copy(update={"kind": "random"}),
+            "exclude": ("meter_brand",),
+        }
+    )
+    summary, model, example = main(
+        tmp_path / "mine.parquet", None, tmp_path / "model", params, p.label
+    )
+    assert "tamper_alarms" in model.spec_.numeric
+    assert "meter_brand" not in model.spec_.columns
+    assert "tamper_alarms" not in model.spec_.monotone  # not in the catalog: unconstrained
+    assert summary["test"]["model"]["auc"] > 0.7
+    assert list(example.columns) == model.spec_.columns
