@@ -72,3 +72,57 @@ def save(fig, path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def pyramid(profiles: pd.DataFrame):
+    """The value pyramid: tier A on top, bar width by share of customers, labelled with profit share."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    tiers = list(profiles.index)
+    for level, tier in enumerate(reversed(tiers)):
+        width = 0.15 + 0.85 * (len(tiers) - level) / len(tiers)
+        ax.barh(
+            level,
+            width,
+            left=(1 - width) / 2,
+            height=0.85,
+            color=plt.cm.viridis(level / max(len(tiers), 1)),
+        )
+        row = profiles.loc[tier]
+        ax.text(
+            0.5,
+            level,
+            f"{tier}: {int(row['customers']):,} customers ({row['share_of_customers']:.1%}), "
+            f"{row['share_of_profit']:.1%} of profit",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white",
+        )
+    ax.set_xlim(0, 1)
+    ax.axis("off")
+    ax.set_title("Customer value pyramid")
+    return fig
+
+
+def migration_heatmap(rates: pd.DataFrame, counts: pd.DataFrame):
+    """Tier migration between the last two snapshots: rates, with counts in the cells."""
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
+    ax.imshow(rates.fillna(0).to_numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(rates.columns)), rates.columns)
+    ax.set_yticks(range(len(rates.index)), rates.index)
+    ax.set_xlabel("tier after")
+    ax.set_ylabel("tier before")
+    for i in range(len(rates.index)):
+        for j in range(len(rates.columns)):
+            r = rates.iat[i, j]
+            ax.text(
+                j,
+                i,
+                f"{0 if pd.isna(r) else r:.1%}\n({counts.iat[i, j]:,})",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if (pd.isna(r) or r < 0.5) else "white",
+            )
+    ax.set_title("Tier migration, last month")
+    return fig

@@ -219,3 +219,56 @@ def promote(
     typer.echo(message)
     if not promoted:
         raise typer.Exit(1)
+
+
+@app.command()
+def segment(
+    features: Annotated[Path, typer.Option(help="feature table (Parquet)")],
+    out: Annotated[
+        Path, typer.Option(help="folder for the fitted pipeline and every customer's tier")
+    ],
+    reports: Annotated[Path, typer.Option(help="folder for profiles, migration tables and charts")],
+    metrics: Annotated[Path, typer.Option(help="JSON metrics (DVC metrics)")],
+    truth: Annotated[
+        Path | None, typer.Option(help="generator truth, for the ARI against it only")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """The customer value pyramid: clusters by profit contribution mapped to tiers A/B/C/D."""
+    import json
+
+    import pandas as pd
+
+    from pipelines import segment as stage
+    from pipelines import tracking
+
+    try:
+        p = load_params(params)
+        result = stage.main(features, out, reports, metrics, p.segment, truth)
+    except (ParamsError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    if p.tracking.enabled:
+        import skops.io as sio
+
+        trusted = sio.get_untrusted_types(file=out / "pipeline.skops")
+        pipe = sio.load(out / "pipeline.skops", trusted=trusted)
+        cols = list(p.segment.features)
+        example = pd.read_parquet(features, columns=cols).head(5).astype(float)
+        flat = {
+            k: v
+            for k, v in result.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        files = [metrics, *sorted(reports.glob("*.png")), *sorted(reports.glob("*.csv"))]
+        logged = tracking.log_sklearn_run(
+            p.tracking.experiment,
+            "segment",
+            p.segment.model_dump(mode="json"),
+            flat,
+            files,
+            pipe,
+            example,
+            stage.MODEL_NAME,
+            trusted=trusted,
+        )
+        (out / "mlflow.json").write_text(json.dumps(logged, indent=2))

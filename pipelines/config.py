@@ -168,6 +168,39 @@ class GradeParams(_Frozen):
         return self
 
 
+class SegmentParams(_Frozen):
+    """The value pyramid (docs/segments.md)."""
+
+    features: tuple[str, ...]
+    heavy_tailed: tuple[str, ...]
+    k_range: tuple[int, int]
+    criterion: Literal["silhouette", "bic"] = "silhouette"
+    sample: int = Field(default=20000, ge=100)
+    seed: int = 42
+    tier_shares: tuple[float, float, float]
+    abc_cutoffs: tuple[float, float]
+    bootstrap: int = Field(default=5, ge=0)
+    profile_medians: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SegmentParams:
+        lo, hi = self.k_range
+        if not 2 <= lo <= hi:
+            raise ValueError("k_range must be [low, high] with 2 <= low <= high")
+        if not (0 < self.tier_shares[0] < self.tier_shares[1] < self.tier_shares[2] <= 1):
+            raise ValueError("tier_shares must increase within (0, 1]")
+        if not (0 < self.abc_cutoffs[0] < self.abc_cutoffs[1] <= 1):
+            raise ValueError("abc_cutoffs must increase within (0, 1]")
+        return self
+
+
+class PolicyParams(_Frozen):
+    """Service per tier, and credit action per grade."""
+
+    service: dict[Literal["A", "B", "C", "D"], str]
+    credit_action: dict[str, str]
+
+
 class TrackingParams(_Frozen):
     """MLflow settings; the tracking URI itself comes from MLFLOW_TRACKING_URI or the default."""
 
@@ -185,7 +218,16 @@ class Params(_Frozen):
     label: LabelParams
     train: TrainParams
     grades: GradeParams
+    segment: SegmentParams
+    policy: PolicyParams
     tracking: TrackingParams = TrackingParams()
+
+    @model_validator(mode="after")
+    def _policy_covers_grades(self) -> Params:
+        missing = set(self.grades.names) - set(self.policy.credit_action)
+        if missing:
+            raise ValueError(f"policy.credit_action has no action for grade(s) {sorted(missing)}")
+        return self
 
 
 class ParamsError(ValueError):

@@ -101,6 +101,49 @@ def log_model_run(
     return out
 
 
+def log_sklearn_run(
+    experiment: str,
+    stage: str,
+    params: dict,
+    metrics: dict[str, float],
+    files: list[Path],
+    pipeline,
+    example,
+    register_as: str | None,
+    trusted: list[str] | None = None,
+    project_dir: Path = Path("."),
+) -> dict:
+    """Log a fitted scikit-learn pipeline with its signature, its files, and register it.
+
+    MLflow saves it in the skops format; ``trusted`` names the project's own classes in it.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    client, exp_id = _experiment(experiment, project_dir)
+    with mlflow.start_run(
+        experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}
+    ) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        for path in files:
+            mlflow.log_artifact(str(path), artifact_path=stage)
+        signature = infer_signature(example, pipeline.predict(example))
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=register_as,
+            skops_trusted_types=trusted,
+        )
+    out = {"run_id": run.info.run_id, "model_uri": info.model_uri}
+    if register_as:
+        out["version"] = str(info.registered_model_version)
+    log.info("logged %s run %s %s", stage, run.info.run_id, out.get("version", ""))
+    return out
+
+
 def log_to_run(
     run_id: str, metrics: dict[str, float], artifacts: list[Path], project_dir: Path = Path(".")
 ) -> None:

@@ -1,0 +1,169 @@
+"""The customer value pyramid: profit-contribution clusters mapped onto tiers A/B/C/D.
+
+Pure: frames in, frames and numbers out. The stage (``pipelines/segment.py``) reads the
+feature table, calls these, and writes and logs the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.cluster import KMeans
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_score,
+)
+from sklearn.mixture import GaussianMixture
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import RobustScaler
+
+TIERS = ("A", "B", "C", "D")
+
+
+class SignedLog(BaseEstimator, TransformerMixin):
+    """``sign(x) * log1p(|x|)`` on the heavy-tailed columns; missing values become 0."""
+
+    def __init__(self, columns: Sequence[int] = ()) -> None:
+        self.columns = columns
+
+    def fit(self, X, y=None) -> SignedLog:
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        X = np.nan_to_num(np.asarray(X, dtype=float).copy())
+        for c in self.columns:
+            X[:, c] = np.sign(X[:, c]) * np.log1p(np.abs(X[:, c]))
+        return X
+
+
+def make_pipeline(columns: Sequence[str], heavy: Sequence[str], k: int, seed: int) -> Pipeline:
+    """Signed log of heavy-tailed columns, robust scaling, then KMeans with ``k`` clusters."""
+    heavy_idx = [i for i, c in enumerate(columns) if c in heavy]
+    return Pipeline(
+        [
+            ("log", SignedLog(heavy_idx)),
+            ("scale", RobustScaler(quantile_range=(10.0, 90.0))),
+            ("cluster", KMeans(n_clusters=k, n_init=10, random_state=seed)),
+        ]
+    )
+
+
+def choose_k(X: np.ndarray, k_range: Sequence[int], criterion: str, sample: int, seed: int,
+             heavy_idx: Sequence[int]) -> tuple[int, dict[int, float]]:  # fmt: skip
+    """The number of clusters by the criterion: the highest silhouette on a sample, or the
+    lowest BIC of a Gaussian mixture on the transformed features."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(X), size=min(sample, len(X)), replace=False)
+    Z = RobustScaler(quantile_range=(10.0, 90.0)).fit_transform(
+        SignedLog(heavy_idx).fit_transform(X)
+    )[idx]
+    scores = {}
+    for k in k_range:
+        if criterion == "silhouette":
+            labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(Z)
+            scores[k] = float(silhouette_score(Z, labels, random_state=seed))
+        elif criterion == "bic":
+            scores[k] = -float(GaussianMixture(k, random_state=seed).fit(Z).bic(Z))
+        else:
+            raise ValueError(f"unknown criterion {criterion!r}: silhouette or bic")
+    return max(scores, key=scores.get), scores
+
+
+def cluster_tiers(
+    profit: np.ndarray, cluster: np.ndarray, shares: Sequence[float]
+) -> dict[int, str]:
+    """Tier of each cluster, clusters ordered by mean profit per customer, best first.
+
+    A is the smallest group of top clusters holding ``shares[0]`` of the profit; B the
+    smallest group of the next clusters bringing the total to ``shares[1]``; C likewise to
+    ``shares[2]``; D the rest. While clusters remain, every tier gets at least one, so a
+    dominant top cluster does not leave B empty.
+    """
+    df = pd.DataFrame({"c": cluster, "p": profit})
+    per = df.groupby("c")["p"].agg(["mean", "sum"]).sort_values("mean", ascending=False)
+    share = per["sum"].clip(lower=0) / max(per["sum"].clip(lower=0).sum(), 1e-12)
+    order = list(per.index)
+    tiers: dict[int, str] = {}
+    held, i = 0.0, 0
+    for t, (tier, bound) in enumerate(zip(TIERS[:3], shares, strict=True)):
+        reserve = 3 - t  # clusters to keep for the tiers after this one
+        while (
+            i < len(order)
+            and (tier not in tiers.values() or held < bound)
+            and len(order) - i > reserve
+        ):
+            tiers[int(order[i])] = tier
+            held += share[order[i]]
+            i += 1
+    for c in order[i:]:
+        tiers[int(c)] = "D"
+    return tiers
+
+
+def abc_classes(profit: pd.Series, cutoffs: Sequence[float]) -> pd.Series:
+    """Pareto classes: customers ranked by profit; A up to ``cutoffs[0]`` of the cumulative
+    profit, B up to ``cutoffs[1]``, C the rest."""
+    order = profit.sort_values(ascending=False, kind="stable")
+    pos = order.clip(lower=0)
+    before = pos.cumsum().shift(fill_value=0.0) / max(pos.sum(), 1e-12)
+    cls = np.where(before < cutoffs[0], "A", np.where(before < cutoffs[1], "B", "C"))
+    return pd.Series(cls, index=order.index).reindex(profit.index)
+
+
+def quality(Z: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> dict[str, float]:
+    """Silhouette on a sample, Davies-Bouldin and Calinski-Harabasz."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(Z), size=min(sample, len(Z)), replace=False)
+    return {
+        "silhouette": float(silhouette_score(Z[idx], labels[idx], random_state=seed)),
+        "davies_bouldin": float(davies_bouldin_score(Z, labels)),
+        "calinski_harabasz": float(calinski_harabasz_score(Z, labels)),
+    }
+
+
+def bootstrap_stability(X: np.ndarray, labels: np.ndarray, columns, heavy, k: int, seed: int,
+                        rounds: int) -> list[float]:  # fmt: skip
+    """Adjusted Rand index between the fitted clusters and refits on bootstrap samples."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in range(rounds):
+        idx = rng.choice(len(X), size=len(X), replace=True)
+        refit = make_pipeline(columns, heavy, k, seed + r + 1).fit(X[idx])
+        out.append(float(adjusted_rand_score(labels, refit.predict(X))))
+    return out
+
+
+def profiles(frame: pd.DataFrame, tier: pd.Series, medians: Sequence[str]) -> pd.DataFrame:
+    """Per tier: customers, shares of profit, revenue and kWh, and medians of key features."""
+    df = frame.assign(tier=tier.to_numpy())
+    g = df.groupby("tier")
+    out = pd.DataFrame({"customers": g.size()})
+    for col, name in (("profit_12m", "profit"), ("revenue_12m", "revenue"), ("kwh_sum_12m", "kwh")):
+        out[f"share_of_{name}"] = g[col].sum() / df[col].sum()
+    out["share_of_customers"] = out["customers"] / len(df)
+    for col in medians:
+        out[f"median_{col}"] = g[col].median()
+    return out.reindex([t for t in TIERS if t in out.index])
+
+
+def mix(frame: pd.DataFrame, tier: pd.Series, column: str) -> pd.DataFrame:
+    """Share of each value of ``column`` within each tier (rows: tiers)."""
+    return pd.crosstab(
+        tier.to_numpy(), frame[column].fillna("(none)").to_numpy(), normalize="index"
+    )
+
+
+def migration(before: pd.Series, after: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tier migration between two snapshots for customers in both: counts and row rates."""
+    both = pd.concat([before.rename("before"), after.rename("after")], axis=1, join="inner")
+    counts = pd.crosstab(both["before"], both["after"]).reindex(
+        index=TIERS, columns=TIERS, fill_value=0
+    )
+    rates = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0)
+    return counts, rates
