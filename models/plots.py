@@ -75,7 +75,7 @@ def save(fig, path) -> None:
 
 
 def pyramid(profiles: pd.DataFrame):
-    """The value pyramid: tier A on top, bar width by share of customers, labelled with profit share."""
+    """The value pyramid: tier A on top, each tier labelled with its customers and profit share."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     tiers = list(profiles.index)
     for level, tier in enumerate(reversed(tiers)):

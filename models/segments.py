@@ -92,15 +92,13 @@ def cluster_tiers(
     tiers: dict[int, str] = {}
     held, i = 0.0, 0
     for t, (tier, bound) in enumerate(zip(TIERS[:3], shares, strict=True)):
-        reserve = 3 - t  # clusters to keep for the tiers after this one
-        while (
-            i < len(order)
-            and (tier not in tiers.values() or held < bound)
-            and len(order) - i > reserve
-        ):
+        later = 3 - t  # tiers still to fill after this one
+        first = True
+        while i < len(order) and (first or (held < bound and len(order) - i > later)):
             tiers[int(order[i])] = tier
             held += share[order[i]]
             i += 1
+            first = False
     for c in order[i:]:
         tiers[int(c)] = "D"
     return tiers

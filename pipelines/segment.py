@@ -48,7 +48,7 @@ def fit(latest: pd.DataFrame, params: SegmentParams):
 
 
 def assign(pipe, tiers: dict[int, str], table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Cluster and tier of every row with the fitted pipeline: no refit, so moves are the customers'."""
+    """Cluster and tier of every row by the fitted pipeline (no refit: moves are the customers')."""
     cluster = pipe.predict(table[columns].to_numpy(float))
     return pd.DataFrame(
         {

@@ -71,3 +71,53 @@ def small_base(tmp_path_factory, params: Params) -> Path:
     root = tmp_path_factory.mktemp("small_base")
     main(3000, 24, "2023-01", 7, params.tariffs, root / "raw", root / "truth")
     return root
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """generate -> validate -> features -> train -> evaluate with the project's params.yaml."""
+    from pipelines import evaluate, features, generate, train, validate
+
+    p = load_params(PROJECT / "params.yaml")
+    root = tmp_path_factory.mktemp("default_run")
+    g = p.generate
+    generate.main(
+        g.customers,
+        g.months,
+        g.start_period,
+        g.seed,
+        p.tariffs,
+        root / "raw",
+        root / "truth",
+        defect_rate=g.defect_rate,
+    )
+    validate.main(
+        root / "raw",
+        root / "validated",
+        root / "quarantine",
+        root / "validation.json",
+        p.validate_.max_quarantine_share,
+    )
+    features.main(
+        root / "validated",
+        root / "features",
+        root / "features.json",
+        p.features,
+        p.label,
+        p.tariffs,
+    )
+    f, lab = root / "features" / "features.parquet", root / "features" / "labels.parquet"
+    summary, _, _ = train.main(f, lab, root / "model", p.train, p.label)
+    metrics = evaluate.main(
+        f,
+        lab,
+        root / "model",
+        root / "reports",
+        root / "plots",
+        root / "arrears.json",
+        p.train,
+        p.label,
+        p.grades,
+        root / "truth",
+    )
+    return root, summary, metrics

@@ -5,59 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
-
-from pipelines import evaluate, features, generate, train, validate
-from pipelines.config import load_params
-from tests.conftest import PROJECT
-
-
-@pytest.fixture(scope="session")
-def default_run(tmp_path_factory):
-    """generate -> validate -> features -> train -> evaluate with the project's params.yaml."""
-    p = load_params(PROJECT / "params.yaml")
-    root = tmp_path_factory.mktemp("default_run")
-    g = p.generate
-    generate.main(
-        g.customers,
-        g.months,
-        g.start_period,
-        g.seed,
-        p.tariffs,
-        root / "raw",
-        root / "truth",
-        defect_rate=g.defect_rate,
-    )
-    validate.main(
-        root / "raw",
-        root / "validated",
-        root / "quarantine",
-        root / "validation.json",
-        p.validate_.max_quarantine_share,
-    )
-    features.main(
-        root / "validated",
-        root / "features",
-        root / "features.json",
-        p.features,
-        p.label,
-        p.tariffs,
-    )
-    f, lab = root / "features" / "features.parquet", root / "features" / "labels.parquet"
-    summary, _, _ = train.main(f, lab, root / "model", p.train, p.label)
-    metrics = evaluate.main(
-        f,
-        lab,
-        root / "model",
-        root / "reports",
-        root / "plots",
-        root / "arrears.json",
-        p.train,
-        p.label,
-        p.grades,
-        root / "truth",
-    )
-    return root, summary, metrics
 
 
 def test_model_beats_the_scorecard_baseline(default_run):

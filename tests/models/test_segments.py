@@ -1,0 +1,71 @@
+"""The value pyramid's building blocks on small known inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.policy import recommend
+from models.segments import SignedLog, abc_classes, cluster_tiers, make_pipeline, migration
+
+
+def test_cluster_tiers_follow_profit_shares_and_fill_every_tier():
+    # cluster 0 holds 90 % of the profit: A alone; B, C, D still get a cluster each.
+    profit = np.array([900.0, 50, 30, 15, 5])
+    cluster = np.array([0, 1, 2, 3, 4])
+    assert cluster_tiers(profit, cluster, (0.5, 0.8, 0.95)) == {
+        0: "A",
+        1: "B",
+        2: "C",
+        3: "D",
+        4: "D",
+    }
+    # ordered by mean profit per customer, not by total
+    profit = np.array([10.0] * 10 + [100.0, 100.0])
+    cluster = np.array([0] * 10 + [1, 1])
+    tiers = cluster_tiers(profit, cluster, (0.5, 0.8, 0.95))
+    assert tiers[1] == "A"
+
+
+def test_abc_pareto_classes():
+    profit = pd.Series([80.0, 10.0, 5.0, 3.0, 2.0], index=list("abcde"))
+    assert abc_classes(profit, (0.8, 0.95)).tolist() == ["A", "B", "B", "C", "C"]
+
+
+def test_migration_counts_and_rates():
+    before = pd.Series(["A", "B", "B", "D"], index=["x", "y", "z", "w"])
+    after = pd.Series(["A", "A", "B", "C", "D"], index=["x", "y", "z", "w", "new"])
+    counts, rates = migration(before, after)
+    assert counts.to_numpy().sum() == 4  # customers in both snapshots
+    assert counts.loc["B", "A"] == 1 and counts.loc["D", "C"] == 1
+    assert rates.loc["B"].sum() == pytest.approx(1.0)
+    assert rates.loc["C"].isna().all()  # nobody started in C
+
+
+def test_signed_log_handles_losses_and_missing():
+    out = SignedLog([0]).fit_transform(np.array([[-np.e + 1, 5.0], [np.nan, 1.0]]))
+    np.testing.assert_allclose(out, [[-1.0, 5.0], [0.0, 1.0]])
+
+
+def test_pipeline_is_deterministic():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.lognormal(5, 2, 2000), rng.uniform(0, 1, 2000)])
+    a = make_pipeline(["p", "s"], ["p"], 4, 1).fit(X).predict(X)
+    b = make_pipeline(["p", "s"], ["p"], 4, 1).fit(X).predict(X)
+    assert np.array_equal(a, b)
+
+
+def test_policy_joins_service_and_credit_action():
+    out = recommend(
+        pd.Series(["A", "D"]),
+        pd.Series(["C", "AA"]),
+        {"A": "account manager", "D": "self-service"},
+        {"C": "deposit", "AA": "none"},
+    )
+    assert out.to_dict("records") == [
+        {"service_level": "account manager", "credit_action": "deposit"},
+        {"service_level": "self-service", "credit_action": "none"},
+    ]
+    with pytest.raises(ValueError, match=r"tier\(s\) \['B'\]"):
+        recommend(pd.Series(["B"]), pd.Series(["C"]), {"A": "x"}, {"C": "y"})
