@@ -69,3 +69,14 @@ def test_policy_joins_service_and_credit_action():
     ]
     with pytest.raises(ValueError, match=r"tier\(s\) \['B'\]"):
         recommend(pd.Series(["B"]), pd.Series(["C"]), {"A": "x"}, {"C": "y"})
+
+
+@pytest.mark.parametrize("criterion", ["silhouette", "bic"])
+def test_choose_k_finds_well_separated_groups(criterion):
+    from models.segments import choose_k
+
+    rng = np.random.default_rng(4)
+    centres = np.array([[0, 0], [10, 0], [0, 10]])
+    X = np.vstack([c + rng.normal(0, 0.5, (300, 2)) for c in centres])
+    k, scores = choose_k(X, range(2, 6), criterion, 900, 0, [])
+    assert k == 3 and set(scores) == {2, 3, 4, 5}
