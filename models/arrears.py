@@ -86,10 +86,9 @@ def to_matrix(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             raise FeatureMismatchError(f"feature {c} must be numeric, found {col.dtype}")
         out[c] = col.astype("float64").to_numpy()
     for c in spec.categorical:
-        out[c] = pd.Categorical(
-            table[c].astype("object").where(table[c].notna()).astype(str).where(table[c].notna()),
-            categories=spec.levels[c],
-        )
+        text = table[c].astype("object").where(table[c].notna()).astype(str).where(table[c].notna())
+        known = text.where(text.isin(spec.levels[c]))  # a level never seen in training: missing
+        out[c] = pd.Categorical(known, categories=spec.levels[c])
     return pd.DataFrame(out, index=table.index)
 
 
