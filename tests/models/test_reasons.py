@@ -1,0 +1,52 @@
+"""Reason codes: every feature has a cause, grouping adds up, only risk-raising causes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.catalog import FEATURES
+from models.reasons import BY_CODE, OTHER, cause_of, group_by_cause, top_reasons
+
+
+def test_every_catalog_feature_belongs_to_a_named_cause():
+    missing = [f.name for f in FEATURES if cause_of(f.name) == OTHER]
+    assert missing == []
+    assert cause_of("a_feature_of_my_own") == OTHER
+
+
+def test_grouping_preserves_the_total_and_reasons_only_raise_risk():
+    contrib = pd.DataFrame(
+        {
+            "dpd": [0.8, -0.5],
+            "overdue_arrears": [0.4, -0.1],
+            "late30_bills_6m": [0.3, 0.2],
+            "tenure_months": [-0.2, 0.6],
+            "my_flag": [0.05, 0.0],
+        }
+    )
+    grouped = group_by_cause(contrib)
+    np.testing.assert_allclose(grouped.sum(axis=1), contrib.sum(axis=1))
+    assert grouped.loc[0, "R01"] == pytest.approx(1.2) and grouped.loc[0, OTHER] == 0.05
+    feats = pd.DataFrame(
+        {
+            "dpd": [43.0, 0.0],
+            "overdue_arrears": [1234.5, 0.0],
+            "late30_bills_6m": [2.0, 1.0],
+            "months_of_history": [30.0, 2.0],
+        }
+    )
+    reasons = top_reasons(grouped, feats, n=3)
+    first = reasons[reasons["row"] == 0]
+    assert first["code"].tolist() == ["R01", "R02", OTHER]
+    assert first["text_en"].iloc[0] == "1,234 overdue, the oldest unpaid bill 43 days past due"
+    assert first["text_zh"].iloc[1] == "近6个月有2张电费账单逾期超过30天"
+    second = reasons[reasons["row"] == 1]
+    assert second["code"].tolist() == [
+        "R07",
+        "R02",
+    ]  # the arrears cause lowers risk: never a reason
+    assert second["text_zh"].iloc[0] == "仅有2个月的缴费记录"
+    assert (reasons["contribution"] > 0).all()
+    assert set(BY_CODE) >= set(reasons["code"])
