@@ -272,3 +272,24 @@ def segment(
             trusted=trusted,
         )
         (out / "mlflow.json").write_text(json.dumps(logged, indent=2))
+
+
+@app.command()
+def explain(
+    features: Annotated[Path, typer.Option(help="feature table (Parquet)")],
+    model: Annotated[Path, typer.Option(help="folder of the trained arrears model")],
+    out: Annotated[Path, typer.Option(help="folder for contributions, causes and reasons")],
+    summary: Annotated[Path, typer.Option(help="JSON summary (DVC metrics)")],
+    as_of: Annotated[
+        str | None, typer.Option(help="snapshot to explain [default: the latest]")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """SHAP contributions and reason codes (English and Chinese) for every customer of a snapshot."""
+    from pipelines import explain as stage
+
+    try:
+        p = load_params(params)
+        stage.main(features, model, out, summary, p.grades, as_of)
+    except (ParamsError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc

@@ -33,7 +33,8 @@ def test_grouping_preserves_the_total_and_reasons_only_raise_risk():
         {
             "dpd": [43.0, 0.0],
             "overdue_arrears": [1234.5, 0.0],
-            "late30_bills_6m": [2.0, 1.0],
+            "late30_bills_12m": [2.0, 0.0],
+            "max_dpd_12m": [45.0, 0.0],
             "months_of_history": [30.0, 2.0],
         }
     )
@@ -41,12 +42,14 @@ def test_grouping_preserves_the_total_and_reasons_only_raise_risk():
     first = reasons[reasons["row"] == 0]
     assert first["code"].tolist() == ["R01", "R02", OTHER]
     assert first["text_en"].iloc[0] == "1,234 overdue, the oldest unpaid bill 43 days past due"
-    assert first["text_zh"].iloc[1] == "近6个月有2张电费账单逾期超过30天"
+    assert first["text_zh"].iloc[1] == "近12个月有2张电费账单逾期超过30天"
     second = reasons[reasons["row"] == 1]
     assert second["code"].tolist() == [
         "R07",
         "R02",
     ]  # the arrears cause lowers risk: never a reason
     assert second["text_zh"].iloc[0] == "仅有2个月的缴费记录"
+    # no late bill to count: the cause is named, never "0 bills paid late"
+    assert second["text_en"].iloc[1] == "the record of seriously late payments"
     assert (reasons["contribution"] > 0).all()
     assert set(BY_CODE) >= set(reasons["code"])
