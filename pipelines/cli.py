@@ -285,7 +285,7 @@ def explain(
     ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """SHAP contributions and reason codes (English and Chinese) for every customer of a snapshot."""
+    """SHAP contributions and reason codes (English, Chinese) for every customer of a snapshot."""
     from pipelines import explain as stage
 
     try:
