@@ -77,8 +77,12 @@ def convert(folder: Path) -> dict[str, pd.DataFrame]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--london", type=Path, default=PROJECT.parent / "shared" / "data" / "london_lcl")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--london", type=Path, default=PROJECT.parent / "shared" / "data" / "london_lcl"
+    )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
