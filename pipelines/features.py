@@ -89,7 +89,11 @@ def _sort(con, path: Path, workdir: Path) -> Path:
     """A copy of the file in customer order, sorted out of core by DuckDB."""
     out = workdir / path.name
     log.info("%s is not in customer order: sorting it out of core with DuckDB", path)
-    query = f"SELECT * FROM read_parquet('{path}') ORDER BY customer_id"
+    # Ties broken by the row's place in the file: a stable sort, so reruns give the same bytes.
+    query = (
+        f"SELECT * EXCLUDE (file_row_number) FROM read_parquet('{path}', file_row_number = true) "
+        "ORDER BY customer_id, file_row_number"
+    )
     con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
     return out
 
@@ -195,13 +199,11 @@ def main(
     if out.exists():
         shutil.rmtree(out)
     os.replace(staging, out)
-    summary = _summary(counts, snaps, end, label, time.perf_counter() - started)
+    summary = _summary(counts, snaps, end, label)
     write_json(summary, summary_path)
+    seconds = time.perf_counter() - started
     log.info(
-        "features: %d rows for %d snapshots in %.1f s",
-        summary["rows"],
-        len(snaps.as_of),
-        summary["seconds"],
+        "features: %d rows for %d snapshots in %.1f s", summary["rows"], len(snaps.as_of), seconds
     )
     return summary
 
@@ -244,9 +246,7 @@ def _run(customers, inputs, size, snaps, costs, grace, label, end, staging) -> p
     return pd.concat(counts).groupby(level=0).sum()
 
 
-def _summary(
-    counts: pd.DataFrame, snaps: Snapshots, end: pd.Timestamp, label: LabelParams, seconds: float
-) -> dict:
+def _summary(counts: pd.DataFrame, snaps: Snapshots, end: pd.Timestamp, label: LabelParams) -> dict:
     per = {}
     for as_of in snaps.as_of:
         rows, labelled, positive = counts.loc[as_of] if as_of in counts.index else (0, 0, 0)
@@ -260,5 +260,4 @@ def _summary(
         "snapshots": per,
         "data_end": str(end.date()),
         "label": label.model_dump(mode="json"),
-        "seconds": round(seconds, 2),
     }
