@@ -31,6 +31,12 @@ def _configure(
     )
 
 
+def _run_file(out: Path) -> Path:
+    """Where a stage notes its MLflow run: beside its DVC output, not inside it, so the
+    output's hash depends on the model alone and a rerun leaves dvc.lock unchanged."""
+    return out.with_name(f"{out.name}.mlflow.json")
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     log.error("%s", message)
     typer.echo(f"error: {message}", err=True)
@@ -164,7 +170,7 @@ def train(
             example,
             stage.MODEL_NAME if p.train.register_model else None,
         )
-        (out / "mlflow.json").write_text(json.dumps(logged, indent=2))
+        _run_file(out).write_text(json.dumps(logged, indent=2))
 
 
 @app.command()
@@ -193,7 +199,7 @@ def evaluate(
         )
     except (ParamsError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from exc
-    logged = model / "mlflow.json"
+    logged = _run_file(model)
     if p.tracking.enabled and logged.exists():
         run_id = json.loads(logged.read_text())["run_id"]
         files = [metrics, *sorted(reports.glob("*.png")), reports / "grades.csv"]
@@ -271,7 +277,7 @@ def segment(
             stage.MODEL_NAME,
             trusted=trusted,
         )
-        (out / "mlflow.json").write_text(json.dumps(logged, indent=2))
+        _run_file(out).write_text(json.dumps(logged, indent=2))
 
 
 @app.command()
