@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,22 @@ def _experiment(experiment: str, project_dir: Path):
     return client, client.create_experiment(experiment, artifact_location=location)
 
 
+@contextmanager
+def _stage_run(
+    experiment: str, stage: str, params: dict, metrics: dict[str, float], project_dir: Path
+):
+    """An MLflow run of a stage, tagged with it, with its params and metrics logged."""
+    import mlflow
+
+    client, exp_id = _experiment(experiment, project_dir)
+    with mlflow.start_run(
+        experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}
+    ) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        yield client, run
+
+
 def log_model_run(
     experiment: str,
     stage: str,
@@ -66,12 +83,7 @@ def log_model_run(
     import mlflow
     from mlflow.models import infer_signature
 
-    client, exp_id = _experiment(experiment, project_dir)
-    with mlflow.start_run(
-        experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}
-    ) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
+    with _stage_run(experiment, stage, params, metrics, project_dir) as (client, run):
         mlflow.log_artifacts(str(model_dir), artifact_path="arrears")
         from pipelines.serving import ArrearsPyfunc
 
@@ -120,12 +132,7 @@ def log_sklearn_run(
     import mlflow
     from mlflow.models import infer_signature
 
-    client, exp_id = _experiment(experiment, project_dir)
-    with mlflow.start_run(
-        experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}
-    ) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
+    with _stage_run(experiment, stage, params, metrics, project_dir) as (client, run):
         for path in files:
             mlflow.log_artifact(str(path), artifact_path=stage)
         signature = infer_signature(example, pipeline.predict(example))
@@ -204,12 +211,7 @@ def log_stage_run(
     """Log one stage run (params, metrics, files) and return its run id."""
     import mlflow
 
-    _, exp_id = _experiment(experiment, project_dir)
-    with mlflow.start_run(
-        experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}
-    ) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
+    with _stage_run(experiment, stage, params, metrics, project_dir) as (_, run):
         for path in artifacts:
             mlflow.log_artifact(str(path))
     log.info("logged %s run %s to %s", stage, run.info.run_id, tracking_uri(project_dir))

@@ -10,6 +10,14 @@ import pytest
 from pipelines.config import Params, load_params
 
 PROJECT = Path(__file__).resolve().parents[1]
+#: Supply cost per kWh by tariff class, as in params.yaml, for tests of the pure core.
+COSTS = {
+    "residential": 0.45,
+    "commercial": 0.58,
+    "industrial": 0.55,
+    "large_industrial": 0.53,
+    "agricultural": 0.46,
+}
 
 CUSTOMERS_CSV = """\
 customer_id,tariff_class,industry,energy_intensive,preferential_tariff,region,voltage_kv,contract_capacity_kva,connected_on,disconnected_on,account_manager

@@ -13,14 +13,8 @@ from features.catalog import COMPUTED, STATIC
 from features.contract import TARIFF_CLASSES
 from features.engine import Snapshots, build_features, build_labels, month_ends
 from features.reference import reference_features
+from tests.conftest import COSTS
 
-COSTS = {
-    "residential": 0.45,
-    "commercial": 0.58,
-    "industrial": 0.55,
-    "large_industrial": 0.53,
-    "agricultural": 0.46,
-}
 BASE = pd.Timestamp("2023-01-01")
 SNAPS = month_ends("2023-12-31", "2024-12-31", 6)
 GRACE = 91

@@ -11,14 +11,7 @@ from features.catalog import BY_NAME
 from features.engine import build_features, build_labels, month_ends
 from models.arrears import ArrearsModel, BoosterParams, FeatureMismatchError, infer_spec, to_matrix
 from models.split import random_split
-
-COSTS = {
-    "residential": 0.45,
-    "commercial": 0.58,
-    "industrial": 0.55,
-    "large_industrial": 0.53,
-    "agricultural": 0.46,
-}
+from tests.conftest import COSTS
 
 
 @pytest.fixture(scope="module")
