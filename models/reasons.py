@@ -8,6 +8,7 @@ that lowers the risk is never a reason.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,24 +18,30 @@ CATALOG_VERSION = "2026.11-1"
 OTHER = "R99"
 
 
+# A text's condition takes a frame of customers' values and says, row by row, whether the text
+# can be said of them: a value that is missing never satisfies a condition.
+
+
+def _num(rows: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in rows:
+        return np.full(len(rows), np.nan)
+    return pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 def _pos(name: str, above: float = 0.0):
-    return lambda r: _num(r, name) > above
+    return lambda rows: _num(rows, name) > above
 
 
 def _neg(name: str, below: float):
-    return lambda r: _num(r, name) < below
+    return lambda rows: _num(rows, name) < below
 
 
-def _num(row: pd.Series, name: str) -> float:
-    v = row.get(name)
-    try:
-        return float(v) if v is not None and not pd.isna(v) else float("nan")
-    except (TypeError, ValueError):
-        return float("nan")
+def _flag(name: str):
+    return lambda rows: _num(rows, name) > 0
 
 
-def _always(_row) -> bool:
-    return True
+def _always(rows: pd.DataFrame) -> np.ndarray:
+    return np.ones(len(rows), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,7 @@ CAUSES: tuple[Cause, ...] = (
         ),
         (
             (
-                lambda r: bool(r.get("preferential_tariff")),
+                _flag("preferential_tariff"),
                 "a preferential tariff with a thin margin ({margin_rate_12m:.1%})",
                 "享受优惠电价，利润率仅{margin_rate_12m:.1%}",
             ),
@@ -233,23 +240,63 @@ TARIFF_ZH = {
 }
 
 
-def _fill(template: str, row: pd.Series) -> str:
-    values = {k: ("-" if v is None else v) for k, v in row.items()}
-    values["tariff_class_zh"] = TARIFF_ZH.get(
-        str(row.get("tariff_class")), str(row.get("tariff_class"))
-    )
-    try:
-        return template.format(**values)
-    except (ValueError, KeyError, TypeError):  # a value missing or not a number
-        return template
+_FORMATTER = string.Formatter()
+
+
+def _fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in _FORMATTER.parse(template) if name]
+
+
+def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
+    """The template filled with each row's values; ``None`` where a value is missing."""
+    names = _fields(template)
+    if not names:
+        return [template] * len(rows)
+    columns = []
+    for name in names:
+        if name == "tariff_class_zh":
+            raw = rows["tariff_class"] if "tariff_class" in rows else pd.Series([None] * len(rows))
+            columns.append([TARIFF_ZH.get(str(v), v) for v in raw])
+        elif name in rows:
+            columns.append(rows[name].tolist())
+        else:
+            return [None] * len(rows)
+    out: list[str | None] = []
+    for values in zip(*columns, strict=True):
+        try:
+            out.append(template.format(**dict(zip(names, values, strict=True))))
+        except (ValueError, KeyError, TypeError):  # a value missing or not a number
+            out.append(None)
+    return out
+
+
+def say_all(cause: Cause, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The English and Chinese text of a cause for each row of ``rows``.
+
+    The first text whose condition holds and whose values are all there is said; the last
+    text of every cause has no condition and no value, so each row gets one.
+    """
+    en = np.full(len(rows), None, dtype=object)
+    zh = np.full(len(rows), None, dtype=object)
+    todo = np.ones(len(rows), dtype=bool)
+    for condition, en_t, zh_t in cause.texts:
+        take = np.flatnonzero(todo & np.asarray(condition(rows), dtype=bool))
+        if take.size == 0:
+            continue
+        sub = rows.iloc[take]
+        e, z = _fill(en_t, sub), _fill(zh_t, sub)
+        ok = np.array([a is not None and b is not None for a, b in zip(e, z, strict=True)])
+        en[take[ok]] = np.asarray(e, dtype=object)[ok]
+        zh[take[ok]] = np.asarray(z, dtype=object)[ok]
+        todo[take[ok]] = False
+    assert not todo.any(), f"cause {cause.code}: the last text must always be sayable"
+    return en, zh
 
 
 def say(cause: Cause, row: pd.Series) -> tuple[str, str]:
     """The English and Chinese text of a cause for one customer."""
-    for condition, en, zh in cause.texts:
-        if condition(row):
-            return _fill(en, row), _fill(zh, row)
-    raise AssertionError("the last text of a cause has no condition")
+    en, zh = say_all(cause, row.to_frame().T.infer_objects())
+    return str(en[0]), str(zh[0])
 
 
 def top_reasons(
@@ -257,26 +304,38 @@ def top_reasons(
 ) -> pd.DataFrame:
     """The ``n`` causes that raise each row's risk most, with both texts; never a lowering one.
 
+    Vectorised by cause: the texts of one cause are filled for all its rows at once.
+
     Args:
         grouped: Per-cause contributions in log-odds (rows aligned with ``features``).
         features: The rows' feature values, to fill the templates.
         min_contribution: A cause must raise the log-odds by at least this to be a reason.
 
     Returns:
-        One row per reason: ``row`` (position), ``rank``, ``code``, ``cause``, ``contribution``,
-        ``text_en``, ``text_zh``.
+        One row per reason, ordered by row then rank: ``row`` (position), ``rank``, ``code``,
+        ``cause``, ``contribution``, ``text_en``, ``text_zh``.
     """
-    values = grouped.to_numpy()
+    values = grouped.to_numpy(dtype=float)
+    n = min(n, values.shape[1])
     order = np.argsort(-values, axis=1, kind="stable")[:, :n]
-    out = []
-    for i in np.flatnonzero(values.max(axis=1, initial=0.0) >= min_contribution):
-        feats = features.iloc[i]
-        for rank, j in enumerate(order[i], start=1):
-            if values[i, j] < min_contribution:
-                break
-            cause = BY_CODE[grouped.columns[j]]
-            en, zh = say(cause, feats)
-            out.append((int(i), rank, cause.code, cause.name, float(values[i, j]), en, zh))
+    top = np.take_along_axis(values, order, axis=1)
+    row, rank = np.nonzero(top >= min_contribution)  # row-major: by row, then rank
+    col = order[row, rank]
+    contribution = top[row, rank]
+    codes = np.asarray(grouped.columns, dtype=object)[col]
+    en = np.empty(len(row), dtype=object)
+    zh = np.empty(len(row), dtype=object)
+    for code in np.unique(codes):
+        at = np.flatnonzero(codes == code)
+        en[at], zh[at] = say_all(BY_CODE[code], features.iloc[row[at]])
     return pd.DataFrame(
-        out, columns=["row", "rank", "code", "cause", "contribution", "text_en", "text_zh"]
+        {
+            "row": row.astype(int),
+            "rank": (rank + 1).astype(int),
+            "code": codes.astype(str),
+            "cause": [BY_CODE[c].name for c in codes],
+            "contribution": contribution,
+            "text_en": en.astype(str),
+            "text_zh": zh.astype(str),
+        }
     )
