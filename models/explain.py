@@ -1,15 +1,22 @@
-"""Exact TreeSHAP contributions of the arrears model, from LightGBM's native algorithm.
+"""Exact TreeSHAP contributions of the arrears model, and each row's decision explained.
 
 LightGBM's ``pred_contrib`` computes exact TreeSHAP values in log-odds: for each row, the
 base value (the model's expected raw score) plus the contributions equals the raw score.
+It is faster here than ``shap.TreeExplainer`` on the same model and agrees with it to
+floating-point precision (benchmarks/explain.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from models.arrears import ArrearsModel
+from models.arrears import ArrearsModel, to_matrix
+from models.metrics import assign_grades, expected_loss
+from models.reasons import group_by_cause, top_reasons
 
 
 def contributions(model: ArrearsModel, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -24,3 +31,96 @@ def contributions(model: ArrearsModel, X: pd.DataFrame) -> tuple[pd.DataFrame, n
     gap = np.abs(contrib.sum(axis=1).to_numpy() + base - model.predict_margin(X)).max(initial=0.0)
     assert gap < 1e-6, f"SHAP additivity broken by {gap}"
     return contrib, base
+
+
+@dataclass(frozen=True)
+class Explained:
+    """Rows explained: ``keys`` (one row per input row: customer_id, as_of, base_value,
+    raw_score, pd, grade, exposure, expected_loss), per-feature ``contrib``, per-cause
+    ``grouped`` (both aligned with keys) and ``reasons`` (``row`` points into keys)."""
+
+    keys: pd.DataFrame
+    contrib: pd.DataFrame
+    grouped: pd.DataFrame
+    reasons: pd.DataFrame
+
+
+def explain_rows(
+    model: ArrearsModel,
+    rows: pd.DataFrame,
+    grade_names: Sequence[str],
+    grade_upper_pd: Sequence[float],
+    lgd: float,
+    horizon_months: int,
+    top_n: int = 3,
+    min_contribution: float = 0.05,
+) -> Explained:
+    """PD, grade, expected loss, SHAP contributions and top reasons of feature rows.
+
+    ``rows`` is a feature table (customer_id, as_of and the model's features); expected loss
+    is PD × (positive balance + mean bill of 3 months × horizon) × LGD, as in evaluation.
+    """
+    rows = rows.reset_index(drop=True)
+    X = to_matrix(rows, model.spec_)
+    contrib, base = contributions(model, X)
+    raw = base + contrib.sum(axis=1).to_numpy()
+    pd_ = model.predict_proba(X)
+    exposure, el = expected_loss(
+        pd_,
+        _column(rows, "balance"),
+        _column(rows, "amount_mean_3m"),
+        horizon_months,
+        lgd,
+    )
+    keys = pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"].astype(str),
+            "as_of": rows["as_of"].astype("datetime64[us]"),
+            "base_value": base,
+            "raw_score": raw,
+            "pd": pd_,
+            "grade": assign_grades(pd_, grade_names, grade_upper_pd).astype(str),
+            "exposure": exposure,
+            "expected_loss": el,
+        }
+    )
+    grouped = group_by_cause(contrib)
+    reasons = top_reasons(grouped, rows, top_n, min_contribution)
+    return Explained(keys, contrib, grouped, reasons)
+
+
+def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in rows:
+        return np.zeros(len(rows))
+    return pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def waterfall_steps(
+    contrib: pd.Series, base: float, top: int = 12, values: pd.Series | None = None
+) -> pd.DataFrame:
+    """The steps of a waterfall chart: the ``top`` largest contributions, the rest summed.
+
+    With ``values`` (the row's feature values), each label says the feature's value too.
+
+    Returns:
+        Rows ``label``, ``contribution``, ``start``, ``end`` from the base value to the raw score.
+    """
+    order = contrib.abs().sort_values(ascending=False).index
+    shown = contrib[order[:top]]
+    rest = contrib[order[top:]].sum()
+    steps = [(_label(f, values), c) for f, c in shown.items()]
+    if len(order) > top:
+        steps.append((f"{len(order) - top} other features", rest))
+    out = pd.DataFrame(steps, columns=["label", "contribution"])
+    out["end"] = base + out["contribution"].cumsum()
+    out["start"] = out["end"] - out["contribution"]
+    return out
+
+
+def _label(feature: str, values: pd.Series | None) -> str:
+    if values is None or feature not in values:
+        return feature
+    v = values[feature]
+    if isinstance(v, float | np.floating):
+        return f"{feature} = {v:,.4g}" if not np.isnan(v) else f"{feature} = missing"
+    return f"{feature} = {v}"

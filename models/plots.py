@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 
@@ -125,4 +126,81 @@ def migration_heatmap(rates: pd.DataFrame, counts: pd.DataFrame):
                 color="black" if (pd.isna(r) or r < 0.5) else "white",
             )
     ax.set_title("Tier migration, last month")
+    return fig
+
+
+def importance(values: pd.Series, title: str, xlabel: str = "mean |SHAP| (log-odds)"):
+    """Horizontal bars, the largest on top."""
+    values = values.sort_values()
+    fig, ax = plt.subplots(figsize=(6, 0.25 * len(values) + 1.2), dpi=110)
+    ax.barh(list(values.index), values.to_numpy(), color="tab:blue", alpha=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def contribution_heatmap(table: pd.DataFrame, title: str, ylabel: str):
+    """Mean contribution (log-odds) of each cause (columns) in each group (rows), diverging."""
+    fig, ax = plt.subplots(figsize=(0.6 * len(table.columns) + 2, 0.45 * len(table) + 1.5), dpi=110)
+    top = float(np.nanmax(np.abs(table.to_numpy()))) or 1.0
+    ax.imshow(table.to_numpy(), cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto")
+    ax.set_xticks(range(len(table.columns)), table.columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(table.index)), table.index)
+    ax.set_ylabel(ylabel)
+    for i in range(len(table.index)):
+        for j in range(len(table.columns)):
+            ax.text(j, i, f"{table.iat[i, j]:+.2f}", ha="center", va="center", fontsize=7)
+    ax.set_title(title)
+    return fig
+
+
+def dependence(value: pd.Series, contribution: pd.Series, feature: str):
+    """A feature's value against its SHAP contribution, one point per customer."""
+    fig, ax = _figure(f"Dependence: {feature}", feature, "contribution (log-odds)")
+    x = pd.to_numeric(value, errors="coerce") if value.dtype != "category" else value.cat.codes
+    ax.scatter(x, contribution, s=4, alpha=0.3)
+    ax.axhline(0, color="grey", lw=0.8)
+    return fig
+
+
+def waterfall(steps: pd.DataFrame, base: float, title: str):
+    """From the base value to the raw score, one bar per contribution (red raises the risk)."""
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(steps) + 1.6), dpi=110)
+    y = np.arange(len(steps))[::-1]
+    colors = np.where(steps["contribution"] > 0, "tab:red", "tab:blue")
+    ax.barh(y, steps["contribution"], left=steps["start"], color=colors, alpha=0.85)
+    ax.set_yticks(y, steps["label"])
+    for yi, (_, s) in zip(y, steps.iterrows(), strict=True):
+        ax.text(s["end"], yi, f" {s['contribution']:+.2f}", va="center", fontsize=7)
+    ax.axvline(base, color="grey", ls="--", lw=0.8, label=f"base value {base:+.2f}")
+    end = float(steps["end"].iloc[-1]) if len(steps) else base
+    ax.axvline(end, color="black", lw=0.8, label=f"raw score {end:+.2f}")
+    lo = float(min(steps["start"].min(), steps["end"].min(), base)) if len(steps) else base
+    hi = float(max(steps["start"].max(), steps["end"].max(), base)) if len(steps) else base
+    pad = 0.08 * (hi - lo) + 0.1
+    ax.set_xlim(lo - pad, hi + 2 * pad)
+    ax.set_xlabel("log-odds of arrears")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def beeswarm(contrib: pd.DataFrame, data: pd.DataFrame, base: np.ndarray, max_display: int = 15):
+    """shap's beeswarm summary: each customer's contribution per feature, coloured by value."""
+    import shap
+
+    numeric = data.apply(
+        lambda c: c.cat.codes.astype(float) if c.dtype == "category" else c.astype(float)
+    )
+    expl = shap.Explanation(
+        values=contrib.to_numpy(),
+        base_values=base,
+        data=numeric.to_numpy(),
+        feature_names=list(contrib.columns),
+    )
+    shap.plots.beeswarm(expl, max_display=max_display, show=False)
+    fig = plt.gcf()
+    fig.set_dpi(110)
     return fig

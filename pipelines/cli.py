@@ -282,20 +282,78 @@ def segment(
 
 @app.command()
 def explain(
-    features: Annotated[Path, typer.Option(help="feature table (Parquet)")],
-    model: Annotated[Path, typer.Option(help="folder of the trained arrears model")],
-    out: Annotated[Path, typer.Option(help="folder for contributions, causes and reasons")],
-    summary: Annotated[Path, typer.Option(help="JSON summary (DVC metrics)")],
-    as_of: Annotated[
-        str | None, typer.Option(help="snapshot to explain [default: the latest]")
+    features: Annotated[Path, typer.Option(help="feature table (Parquet)")] = Path(
+        "data/features/features.parquet"
+    ),
+    model: Annotated[Path, typer.Option(help="folder of the trained arrears model")] = Path(
+        "artifacts/arrears"
+    ),
+    tiers: Annotated[
+        Path, typer.Option(help="tiers of the segment stage (tier and service level)")
+    ] = Path("artifacts/segments/tiers.parquet"),
+    customer: Annotated[
+        str | None, typer.Option(help="explain this one customer and print its decision")
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="snapshot, YYYY-MM-DD [default: explain.as_of, else the latest]"),
+    ] = None,
+    lang: Annotated[str, typer.Option(help="en or zh, for --customer")] = "en",
+    chart: Annotated[
+        Path | None,
+        typer.Option(
+            help="waterfall PNG for --customer [default: reports/waterfall_<id>_<date>.png]"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="stage: folder for contributions, causes and reasons")
+    ] = None,
+    reports: Annotated[
+        Path | None, typer.Option(help="stage: folder for the global explanation reports")
+    ] = None,
+    summary: Annotated[Path | None, typer.Option(help="stage: JSON summary (DVC metrics)")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """SHAP contributions and reason codes (English, Chinese) for every customer of a snapshot."""
+    """SHAP reason codes (English, Chinese): a whole snapshot (the stage: --out --reports
+    --summary) or one customer's tier, PD, grade, expected loss and reasons (--customer)."""
     from pipelines import explain as stage
 
     try:
         p = load_params(params)
-        stage.main(features, model, out, summary, p.grades, as_of)
+        if as_of is not None:
+            p = p.model_copy(update={"explain": p.explain.model_copy(update={"as_of": as_of})})
+        if customer is not None:
+            d = stage.explain_customer(features, model, customer, p, as_of, tiers)
+            typer.echo(stage.render(d, lang, p.tariffs.currency))
+            path = chart or Path("reports") / f"waterfall_{customer}_{d['as_of'].date()}.png"
+            typer.echo(f"waterfall chart: {stage.waterfall_chart(d, path)}")
+            return
+        if out is None or summary is None or reports is None:
+            raise ValueError("give --customer ID, or --out, --reports and --summary for the stage")
+        result = stage.main(features, model, out, reports, summary, p, tiers)
     except (ParamsError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from exc
+    if p.tracking.enabled:
+        import json
+
+        from models.reasons import CATALOG_VERSION
+        from pipelines import tracking
+
+        metrics = {
+            "rows": result["rows"],
+            "rows_with_a_reason": result["rows_with_a_reason"],
+            "max_additivity_gap": result["max_additivity_gap"],
+            **{f"mean_abs_{k}": v for k, v in result["mean_abs_by_cause"].items()},
+        }
+        run_id = tracking.log_stage_run(
+            p.tracking.experiment,
+            "explain",
+            {
+                **p.explain.model_dump(mode="json"),
+                "as_of": result["as_of"],
+                "catalog_version": CATALOG_VERSION,
+            },
+            metrics,
+            [summary, *sorted(reports.glob("*.csv")), *sorted(reports.glob("*.png"))],
+        )
+        _run_file(out).write_text(json.dumps({"run_id": run_id}, indent=2))

@@ -201,6 +201,18 @@ class PolicyParams(_Frozen):
     credit_action: dict[str, str]
 
 
+class ExplainParams(_Frozen):
+    """SHAP reason codes and global explanation reports (docs/explanations.md)."""
+
+    as_of: str | None = Field(default=None, description="snapshot to explain; null: the latest")
+    top_n: int = Field(default=3, ge=1, le=10, description="reasons per customer")
+    min_contribution: float = Field(
+        default=0.05, ge=0, description="log-odds a cause must add to be a reason"
+    )
+    plot_sample: int = Field(default=5000, ge=100, description="customers in the beeswarm")
+    dependence_plots: int = Field(default=4, ge=0, description="top features given one")
+
+
 class TrackingParams(_Frozen):
     """MLflow settings; the tracking URI itself comes from MLFLOW_TRACKING_URI or the default."""
 
@@ -220,6 +232,7 @@ class Params(_Frozen):
     grades: GradeParams
     segment: SegmentParams
     policy: PolicyParams
+    explain: ExplainParams = ExplainParams()
     tracking: TrackingParams = TrackingParams()
 
     @model_validator(mode="after")

@@ -1,10 +1,17 @@
-"""The ``explain`` stage: every scored customer's SHAP contributions and reasons, in EN and ZH.
+"""The ``explain`` stage, and one customer's decision explained on demand.
 
-For the snapshot to explain (params ``explain.as_of``, default the latest), writes:
-``contributions.parquet`` (customer_id, as_of, base_value, raw_score, pd, one column of
-log-odds contribution per feature), ``causes.parquet`` (the same, summed by cause) and
-``reasons.parquet`` (the top risk-raising causes with code and both texts), all schema-checked,
-plus a JSON summary of mean absolute contributions by cause and by feature.
+Stage: for the snapshot to explain (params ``explain.as_of``, default the latest), writes to
+``out``: ``contributions.parquet`` (the decision keys: customer_id, as_of, tier, cluster,
+base_value, raw_score, pd, grade, exposure, expected_loss, service_level, credit_action;
+then one column of log-odds contribution per feature), ``causes.parquet`` (the same keys,
+contributions summed by cause) and ``reasons.parquet`` (the top risk-raising causes with code
+and both texts), all schema-checked; to ``reports``: the global explanations (mean |SHAP| by
+feature and by cause, a beeswarm, dependence plots of the top features, mean contribution of
+each cause by tier and by grade) as CSV and PNG; and a JSON summary.
+
+On demand (``gridscore explain --customer``): :func:`explain_customer` reads one customer's
+row of the feature table, explains it with the same model and code, and
+:func:`render` says it in English or Chinese.
 """
 
 from __future__ import annotations
@@ -17,15 +24,34 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow.parquet as pq
 
+from models import plots
 from models.arrears import ArrearsModel, to_matrix
-from models.explain import contributions
-from models.metrics import assign_grades
-from models.reasons import CATALOG_VERSION, CAUSES, group_by_cause, top_reasons
-from pipelines.config import GradeParams
+from models.explain import Explained, explain_rows, waterfall_steps
+from models.policy import recommend
+from models.reasons import BY_CODE, CATALOG_VERSION, CAUSES, cause_of
+from pipelines.config import Params
 from pipelines.io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
+KEYS = pa.DataFrameSchema(
+    {
+        "customer_id": pa.Column("str", unique=True),
+        "as_of": pa.Column("datetime64[us]"),
+        "tier": pa.Column("str", pa.Check.isin(["A", "B", "C", "D"]), nullable=True),
+        "cluster": pa.Column("Int64", nullable=True),
+        "base_value": pa.Column(float),
+        "raw_score": pa.Column(float),
+        "pd": pa.Column(float, pa.Check.in_range(0, 1)),
+        "grade": pa.Column("str"),
+        "exposure": pa.Column(float, pa.Check.ge(0)),
+        "expected_loss": pa.Column(float, pa.Check.ge(0)),
+        "service_level": pa.Column("str", nullable=True),
+        "credit_action": pa.Column("str"),
+    },
+    strict=False,
+    name="explained customers",
+)
 REASONS = pa.DataFrameSchema(
     {
         "customer_id": pa.Column("str"),
@@ -39,57 +65,304 @@ REASONS = pa.DataFrameSchema(
     strict=False,
     name="reasons",
 )
+NO_TIER = "no tier"
+
+
+class NotFound(ValueError):
+    """A customer or snapshot asked for is not in the feature table."""
+
+
+def _read_features(path: Path, filter_=None) -> pd.DataFrame:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no feature table (run `dvc repro features`)")
+    table = pq.read_table(path, filters=filter_).to_pandas(date_as_object=False)
+    table["as_of"] = table["as_of"].astype("datetime64[us]")
+    return table
+
+
+def _tiers(path: Path | None, rows: pd.DataFrame) -> pd.DataFrame:
+    """Tier and cluster of each row from the segment stage's tiers.parquet (none if absent)."""
+    out = pd.DataFrame(
+        {"tier": pd.Series([None] * len(rows), dtype="str"), "cluster": pd.NA}, index=rows.index
+    )
+    out["cluster"] = out["cluster"].astype("Int64")
+    if path is None or not path.exists():
+        return out
+    days = [d.to_pydatetime() for d in rows["as_of"].unique()]
+    filters = [("as_of", "in", days)]
+    if rows["customer_id"].nunique() <= 100:  # a lookup: read only those customers' rows
+        filters.append(("customer_id", "in", list(rows["customer_id"].unique())))
+    tiers = pq.read_table(path, filters=filters).to_pandas(date_as_object=False)
+    tiers["as_of"] = tiers["as_of"].astype("datetime64[us]")
+    joined = rows[["customer_id", "as_of"]].merge(tiers, on=["customer_id", "as_of"], how="left")
+    out["tier"] = joined["tier"].astype("str").where(joined["tier"].notna(), None).to_numpy()
+    out["cluster"] = joined["cluster"].astype("Int64").to_numpy()
+    return out
+
+
+def decide(rows: pd.DataFrame, model: ArrearsModel, params: Params, tiers: Path | None):
+    """Explain ``rows`` and join tier, service level and credit action: the decision keys."""
+    e = params.explain
+    explained = explain_rows(
+        model,
+        rows,
+        params.grades.names,
+        params.grades.upper_pd,
+        params.grades.lgd,
+        params.label.horizon_months,
+        e.top_n,
+        e.min_contribution,
+    )
+    keys = explained.keys
+    t = _tiers(tiers, rows.reset_index(drop=True))
+    keys.insert(2, "tier", t["tier"].to_numpy())
+    keys.insert(3, "cluster", t["cluster"].to_numpy())
+    action = recommend(
+        keys["tier"], keys["grade"], params.policy.service, params.policy.credit_action
+    )
+    keys["service_level"] = action["service_level"].to_numpy()
+    keys["credit_action"] = action["credit_action"].to_numpy()
+    return explained
 
 
 def main(
     features: Path,
     model_dir: Path,
     out: Path,
+    reports: Path,
     summary_path: Path,
-    grades: GradeParams,
-    as_of: str | None = None,
-    top_n: int = 3,
+    params: Params,
+    tiers: Path | None = None,
 ) -> dict:
     """Run the stage; see the module docstring. Returns the summary."""
-    table = pq.read_table(features).to_pandas(date_as_object=False)
-    table["as_of"] = table["as_of"].astype("datetime64[us]")
-    day = pd.Timestamp(as_of) if as_of else table["as_of"].max()
+    table = _read_features(features)
+    day = pd.Timestamp(params.explain.as_of) if params.explain.as_of else table["as_of"].max()
     rows = table[table["as_of"] == day].reset_index(drop=True)
     if rows.empty:
         raise ValueError(f"no rows at as_of {day.date()} in {features}")
+    del table
     model = ArrearsModel.load(model_dir)
-    X = to_matrix(rows, model.spec_)
-    contrib, base = contributions(model, X)
-    pd_ = model.predict_proba(X)
-    keys = pd.DataFrame(
-        {
-            "customer_id": rows["customer_id"],
-            "as_of": rows["as_of"],
-            "base_value": base,
-            "raw_score": base + contrib.sum(axis=1).to_numpy(),
-            "pd": pd_,
-            "grade": assign_grades(pd_, grades.names, grades.upper_pd).astype(str),
-        }
-    )
-    grouped = group_by_cause(contrib)
-    reasons = top_reasons(grouped, rows, top_n)
-    reasons.insert(0, "as_of", rows["as_of"].to_numpy()[reasons["row"]])
-    reasons.insert(0, "customer_id", rows["customer_id"].to_numpy()[reasons["row"]])
+    x = decide(rows, model, params, tiers)
+    keys = KEYS.validate(x.keys)
+    reasons = x.reasons
+    reasons.insert(0, "as_of", keys["as_of"].to_numpy()[reasons["row"]])
+    reasons.insert(0, "customer_id", keys["customer_id"].to_numpy()[reasons["row"]])
     reasons = REASONS.validate(reasons.drop(columns="row"))
-    write_parquet(
-        pd.concat([keys, contrib.reset_index(drop=True)], axis=1), out / "contributions.parquet"
-    )
-    write_parquet(pd.concat([keys, grouped.reset_index(drop=True)], axis=1), out / "causes.parquet")
+    write_parquet(pd.concat([keys, x.contrib], axis=1), out / "contributions.parquet")
+    write_parquet(pd.concat([keys, x.grouped], axis=1), out / "causes.parquet")
     write_parquet(reasons.assign(catalog_version=CATALOG_VERSION), out / "reasons.parquet")
+    by_cause, by_feature = _global_reports(x, rows, model, reports, params)
     summary = {
         "as_of": str(day.date()),
         "rows": len(rows),
         "catalog_version": CATALOG_VERSION,
-        "mean_abs_by_cause": grouped.abs().mean().round(6).to_dict(),
-        "mean_abs_by_feature": contrib.abs().mean().sort_values(ascending=False).round(6).to_dict(),
+        "mean_abs_by_cause": by_cause.round(6).to_dict(),
+        "mean_abs_by_feature": by_feature.round(6).to_dict(),
         "rows_with_a_reason": int(reasons["customer_id"].nunique()),
-        "max_additivity_gap": float(np.abs(keys["raw_score"] - model.predict_margin(X)).max()),
+        "credit_actions": keys["credit_action"].value_counts().sort_index().to_dict(),
+        "max_additivity_gap": float(
+            np.abs(keys["raw_score"] - model.predict_margin(to_matrix(rows, model.spec_))).max()
+        ),
     }
     write_json(summary, summary_path)
     log.info("explained %d customers at %s", len(rows), day.date())
     return summary
+
+
+def _global_reports(
+    x: Explained, rows: pd.DataFrame, model: ArrearsModel, reports: Path, params: Params
+) -> tuple[pd.Series, pd.Series]:
+    """What the model learned: importance by feature and cause, beeswarm, dependence, groups."""
+    reports.mkdir(parents=True, exist_ok=True)
+    for old in [*reports.glob("*.png"), *reports.glob("*.csv")]:
+        old.unlink()
+    by_feature = x.contrib.abs().mean().sort_values(ascending=False)
+    by_cause = x.grouped.abs().mean()
+    names = {c.code: f"{c.code} {c.name}" for c in CAUSES}
+    pd.DataFrame(
+        {
+            "feature": by_feature.index,
+            "cause": [_cause_name(f) for f in by_feature.index],
+            "mean_abs_shap": by_feature.to_numpy(),
+            "mean_shap": x.contrib.mean()[by_feature.index].to_numpy(),
+        }
+    ).to_csv(reports / "importance_features.csv", index=False)
+    pd.DataFrame(
+        {
+            "code": by_cause.index,
+            "cause": [BY_CODE[c].name for c in by_cause.index],
+            "mean_abs_shap": by_cause.to_numpy(),
+            "mean_shap": x.grouped.mean().to_numpy(),
+        }
+    ).to_csv(reports / "importance_causes.csv", index=False)
+    plots.save(
+        plots.importance(by_feature.head(20), "Mean |SHAP| by feature (top 20)"),
+        reports / "importance_features.png",
+    )
+    plots.save(
+        plots.importance(by_cause.rename(index=names), "Mean |SHAP| by cause"),
+        reports / "importance_causes.png",
+    )
+    e = params.explain
+    sample = np.random.default_rng(0).permutation(len(rows))[: e.plot_sample]
+    sample.sort()
+    X = to_matrix(rows.iloc[sample], model.spec_)
+    contrib = x.contrib.iloc[sample]
+    plots.save(
+        plots.beeswarm(contrib, X, x.keys["base_value"].to_numpy()[sample]),
+        reports / "beeswarm.png",
+    )
+    for feature in by_feature.index[: e.dependence_plots]:
+        plots.save(
+            plots.dependence(X[feature], contrib[feature], feature),
+            reports / f"dependence_{feature}.png",
+        )
+    for group, label in (("tier", "value tier"), ("grade", "credit grade")):
+        key = x.keys[group].fillna(NO_TIER)
+        table = x.grouped.groupby(key.to_numpy()).mean().rename(columns=names)
+        if group == "grade":
+            order = [g for g in params.grades.names if g in table.index]
+            table = table.loc[order]
+        counts = key.value_counts().reindex(table.index)
+        table.assign(customers=counts.to_numpy()).to_csv(reports / f"by_{group}.csv")
+        plots.save(
+            plots.contribution_heatmap(table, f"Mean contribution by cause and {label}", label),
+            reports / f"by_{group}.png",
+        )
+    return by_cause, by_feature
+
+
+def _cause_name(feature: str) -> str:
+    return BY_CODE[cause_of(feature)].name
+
+
+def explain_customer(
+    features: Path,
+    model_dir: Path,
+    customer: str,
+    params: Params,
+    as_of: str | None = None,
+    tiers: Path | None = None,
+) -> dict:
+    """One customer's decision at a snapshot (its latest by default), explained.
+
+    Raises:
+        NotFound: The customer is not in the feature table, or has no row at ``as_of``
+            (the message lists the snapshots it has).
+    """
+    rows = _read_features(features, [("customer_id", "=", customer)])
+    if rows.empty:
+        head = pq.ParquetFile(features).read_row_group(0, columns=["customer_id"])
+        sample = head["customer_id"].unique()[:3]
+        raise NotFound(
+            f"customer {customer!r} is not in {features} "
+            f"(customer ids there look like {', '.join(map(str, sample.to_pylist()))})"
+        )
+    days = rows["as_of"].sort_values()
+    if as_of is None:
+        day = days.iloc[-1]
+    else:
+        try:
+            day = pd.Timestamp(as_of)
+        except ValueError as exc:
+            raise NotFound(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from exc
+    row = rows[rows["as_of"] == day].reset_index(drop=True)
+    if row.empty:
+        raise NotFound(
+            f"customer {customer!r} has no snapshot at {day.date()}; it has "
+            f"{len(days)} month ends from {days.iloc[0].date()} to {days.iloc[-1].date()}"
+        )
+    model = ArrearsModel.load(model_dir)
+    x = decide(row, model, params, tiers)
+    keys = x.keys.iloc[0]
+    return {
+        "customer_id": customer,
+        "as_of": day,
+        "tier": None if pd.isna(keys["tier"]) else str(keys["tier"]),
+        "cluster": None if pd.isna(keys["cluster"]) else int(keys["cluster"]),
+        "pd": float(keys["pd"]),
+        "grade": keys["grade"],
+        "exposure": float(keys["exposure"]),
+        "expected_loss": float(keys["expected_loss"]),
+        "service_level": None if pd.isna(keys["service_level"]) else keys["service_level"],
+        "credit_action": keys["credit_action"],
+        "base_value": float(keys["base_value"]),
+        "raw_score": float(keys["raw_score"]),
+        "contributions": x.contrib.iloc[0],
+        "reasons": x.reasons.drop(columns="row"),
+        "values": row.iloc[0],
+    }
+
+
+LABELS = {
+    "en": {
+        "customer": "Customer",
+        "as_of": "as of",
+        "tier": "Value tier",
+        "pd": "Probability of arrears (3 months)",
+        "grade": "Credit grade",
+        "el": "Expected loss",
+        "exposure": "exposure",
+        "service": "Service",
+        "action": "Credit action",
+        "reasons": "Main reasons for the risk",
+        "none": "no cause raises this customer's risk noticeably",
+        "no_tier": "not tiered (run the segment stage)",
+        "score": "Score in log-odds",
+        "base": "base",
+    },
+    "zh": {
+        "customer": "客户",
+        "as_of": "评估日期",
+        "tier": "价值等级",
+        "pd": "欠费概率（未来3个月）",
+        "grade": "信用等级",
+        "el": "预期损失",
+        "exposure": "风险敞口",
+        "service": "服务",
+        "action": "信用措施",
+        "reasons": "主要风险原因",
+        "none": "没有明显推高该客户风险的因素",
+        "no_tier": "未分级（请先运行 segment 阶段）",
+        "score": "对数几率得分",
+        "base": "基准",
+    },
+}
+
+
+def render(d: dict, lang: str = "en", currency: str = "CNY") -> str:
+    """The explanation as text a credit officer can read out, in English or Chinese."""
+    if lang not in LABELS:
+        raise ValueError(f"--lang must be one of {sorted(LABELS)}, not {lang!r}")
+    t = LABELS[lang]
+    tier = d["tier"] if d["tier"] is not None else t["no_tier"]
+    lines = [
+        f"{t['customer']} {d['customer_id']}  ({t['as_of']} {d['as_of'].date()})",
+        f"  {t['tier']}: {tier}"
+        + (f"  (cluster {d['cluster']})" if d["cluster"] is not None else ""),
+        f"  {t['pd']}: {d['pd']:.2%}",
+        f"  {t['grade']}: {d['grade']}",
+        f"  {t['el']}: {d['expected_loss']:,.2f} {currency}  "
+        f"({t['exposure']} {d['exposure']:,.2f} {currency})",
+        f"  {t['score']}: {d['raw_score']:+.3f}  ({t['base']} {d['base_value']:+.3f})",
+    ]
+    if d["service_level"] is not None:
+        lines.append(f"  {t['service']}: {d['service_level']}")
+    lines.append(f"  {t['action']}: {d['credit_action']}")
+    lines.append(f"  {t['reasons']}:")
+    reasons = d["reasons"]
+    if reasons.empty:
+        lines.append(f"    - {t['none']}")
+    text = "text_zh" if lang == "zh" else "text_en"
+    for _, r in reasons.iterrows():
+        lines.append(f"    {r['rank']}. [{r['code']}] {r[text]}  (+{r['contribution']:.2f})")
+    return "\n".join(lines)
+
+
+def waterfall_chart(d: dict, path: Path, top: int = 12) -> Path:
+    """The customer's contributions from the base value to its raw score, as a PNG."""
+    steps = waterfall_steps(d["contributions"], d["base_value"], top, d.get("values"))
+    title = f"{d['customer_id']} at {d['as_of'].date()}: PD {d['pd']:.2%}, grade {d['grade']}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plots.save(plots.waterfall(steps, d["base_value"], title), path)
+    return path

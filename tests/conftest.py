@@ -129,3 +129,27 @@ def default_run(tmp_path_factory):
         root / "truth",
     )
     return root, summary, metrics
+
+
+@pytest.fixture(scope="session")
+def segmented(default_run, tmp_path_factory):
+    """The segment stage on the default run's features: (out, metrics, tiers ⨝ features, params)."""
+    import pyarrow.parquet as pq
+
+    from pipelines.segment import main
+
+    root, _, _ = default_run
+    out = tmp_path_factory.mktemp("segments")
+    p = load_params(PROJECT / "params.yaml")
+    metrics = main(
+        root / "features" / "features.parquet",
+        out / "model",
+        out / "reports",
+        out / "segments.json",
+        p.segment,
+        root / "truth",
+    )
+    tiers = pq.read_table(out / "model" / "tiers.parquet").to_pandas(date_as_object=False)
+    feats = pq.read_table(root / "features" / "features.parquet").to_pandas(date_as_object=False)
+    tiers["as_of"] = tiers["as_of"].astype(feats["as_of"].dtype)
+    return out, metrics, tiers.merge(feats, on=["customer_id", "as_of"]), p

@@ -1,36 +1,65 @@
-"""The explain stage on the default generated base: additive, schema-checked, readable reasons."""
+"""The explain stage and `gridscore explain --customer` on the default generated base."""
 
 from __future__ import annotations
 
 import json
 
+import mlflow
 import numpy as np
 import pandas as pd
+import pytest
+from typer.testing import CliRunner
 
-from models.reasons import CAUSES
-from pipelines.config import load_params
-from pipelines.explain import main
+from models.reasons import CATALOG_VERSION, CAUSES
+from pipelines.cli import app
+from pipelines.explain import NotFound, explain_customer, main, render
 from tests.conftest import PROJECT
 
+KEY_COLUMNS = (
+    "customer_id",
+    "as_of",
+    "tier",
+    "cluster",
+    "base_value",
+    "raw_score",
+    "pd",
+    "grade",
+    "exposure",
+    "expected_loss",
+    "service_level",
+    "credit_action",
+)
 
-def test_explanations_of_the_latest_snapshot(default_run, tmp_path):
+
+@pytest.fixture(scope="module")
+def explained(default_run, segmented, tmp_path_factory):
     root, _, _ = default_run
-    p = load_params(PROJECT / "params.yaml")
+    seg_out, _, _, p = segmented
+    out = tmp_path_factory.mktemp("explained")
     summary = main(
         root / "features" / "features.parquet",
         root / "model",
-        tmp_path / "out",
-        tmp_path / "x.json",
-        p.grades,
+        out / "data",
+        out / "reports",
+        out / "explanations.json",
+        p,
+        seg_out / "model" / "tiers.parquet",
     )
-    contrib = pd.read_parquet(tmp_path / "out" / "contributions.parquet")
-    causes = pd.read_parquet(tmp_path / "out" / "causes.parquet")
-    reasons = pd.read_parquet(tmp_path / "out" / "reasons.parquet")
-    feature_cols = [
-        c
-        for c in contrib.columns
-        if c not in ("customer_id", "as_of", "base_value", "raw_score", "pd", "grade")
-    ]
+    paths = {
+        "features": root / "features" / "features.parquet",
+        "model": root / "model",
+        "tiers": seg_out / "model" / "tiers.parquet",
+    }
+    return out, summary, p, paths
+
+
+def test_explanations_of_the_latest_snapshot(explained):
+    out, summary, p, _ = explained
+    contrib = pd.read_parquet(out / "data" / "contributions.parquet")
+    causes = pd.read_parquet(out / "data" / "causes.parquet")
+    reasons = pd.read_parquet(out / "data" / "reasons.parquet")
+    feature_cols = [c for c in contrib.columns if c not in KEY_COLUMNS]
+    assert len(feature_cols) > 50
     # additivity, in log-odds: base value + contributions = the model's raw score
     np.testing.assert_allclose(
         contrib["base_value"] + contrib[feature_cols].sum(axis=1), contrib["raw_score"], atol=1e-9
@@ -57,4 +86,145 @@ def test_explanations_of_the_latest_snapshot(default_run, tmp_path):
         & reasons["customer_id"].isin(contrib.loc[contrib["grade"] == "C", "customer_id"])
     ]
     assert first["code"].isin(["R01", "R02", "R03", "R04", "R05"]).mean() > 0.8
-    assert json.loads((tmp_path / "x.json").read_text())["rows"] == len(contrib)
+    assert json.loads((out / "explanations.json").read_text())["rows"] == len(contrib)
+
+
+def test_decision_keys_join_tier_policy_and_expected_loss(explained, segmented):
+    out, summary, p, _ = explained
+    _, _, tiers, _ = segmented
+    keys = pd.read_parquet(out / "data" / "contributions.parquet", columns=list(KEY_COLUMNS))
+    assert keys["customer_id"].is_unique and keys["tier"].notna().all()
+    latest = tiers[tiers["as_of"] == tiers["as_of"].max()].set_index("customer_id")
+    assert (keys["tier"].to_numpy() == latest.loc[keys["customer_id"], "tier"].to_numpy()).all()
+    assert (keys["service_level"] == keys["tier"].map(p.policy.service)).all()
+    assert (keys["credit_action"] == keys["grade"].map(p.policy.credit_action)).all()
+    np.testing.assert_allclose(keys["expected_loss"], keys["pd"] * keys["exposure"] * p.grades.lgd)
+    assert summary["credit_actions"] == keys["credit_action"].value_counts().to_dict()
+
+
+def test_global_reports(explained):
+    out, summary, p, _ = explained
+    reports = out / "reports"
+    pngs = {f.name for f in reports.glob("*.png")}
+    assert {"beeswarm.png", "importance_features.png", "importance_causes.png"} <= pngs
+    assert {"by_tier.png", "by_grade.png"} <= pngs
+    assert len([n for n in pngs if n.startswith("dependence_")]) == p.explain.dependence_plots
+    features = pd.read_csv(reports / "importance_features.csv")
+    top = features["feature"].head(p.explain.dependence_plots)
+    assert {f"dependence_{f}.png" for f in top} <= pngs
+    assert features["mean_abs_shap"].is_monotonic_decreasing
+    causes = pd.read_csv(reports / "importance_causes.csv").set_index("code")
+    for code, value in summary["mean_abs_by_cause"].items():
+        assert causes.loc[code, "mean_abs_shap"] == pytest.approx(value, abs=1e-6)
+    by_tier = pd.read_csv(reports / "by_tier.csv", index_col=0)
+    assert list(by_tier.index) == ["A", "B", "C", "D"]
+    assert by_tier["customers"].sum() == summary["rows"]
+    by_grade = pd.read_csv(reports / "by_grade.csv", index_col=0)
+    assert set(by_grade.index) <= set(p.grades.names)
+    # payment causes push grade C up and grade AAA down, on average
+    late = "R03 recent_late_payments"
+    assert by_grade.loc["C", late] > 0 > by_grade.loc["AAA", late]
+    for png in pngs:
+        assert (reports / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_customer_explained_as_in_the_stage(explained, tmp_path):
+    out, _, p, paths = explained
+    keys = pd.read_parquet(out / "data" / "contributions.parquet")
+    reasons = pd.read_parquet(out / "data" / "reasons.parquet")
+    who = keys.loc[keys["grade"] == "C"].iloc[0]
+    d = explain_customer(
+        paths["features"], paths["model"], who["customer_id"], p, None, paths["tiers"]
+    )
+    assert d["as_of"] == who["as_of"] and d["grade"] == "C" and d["tier"] == who["tier"]
+    assert d["pd"] == pytest.approx(who["pd"]) and d["expected_loss"] == pytest.approx(
+        who["expected_loss"]
+    )
+    mine = reasons[reasons["customer_id"] == who["customer_id"]]
+    assert d["reasons"]["code"].tolist() == mine["code"].tolist()
+    zh = render(d, "zh")
+    assert "信用等级: C" in zh and mine["text_zh"].iloc[0] in zh
+    en = render(d, "en")
+    assert "Credit grade: C" in en and mine["text_en"].iloc[0] in en
+    assert p.policy.credit_action["C"] in en
+    with pytest.raises(ValueError, match="--lang"):
+        render(d, "fr")
+
+
+def test_unknown_customer_or_date_is_a_clear_message(explained):
+    _, _, p, paths = explained
+    with pytest.raises(NotFound, match="'NOBODY' is not in .*features.parquet"):
+        explain_customer(paths["features"], paths["model"], "NOBODY", p)
+    with pytest.raises(NotFound, match=r"no snapshot at 2031-01-31; it has \d+ month ends from"):
+        explain_customer(paths["features"], paths["model"], "C00000001", p, "2031-01-31")
+    with pytest.raises(NotFound, match="not a date"):
+        explain_customer(paths["features"], paths["model"], "C00000001", p, "last tuesday")
+
+
+def test_cli_prints_the_decision_writes_a_waterfall_and_fails_clearly(explained, tmp_path):
+    out, _, p, paths = explained
+    keys = pd.read_parquet(out / "data" / "contributions.parquet", columns=["customer_id", "as_of"])
+    who = keys["customer_id"].iloc[10]
+    earlier = str((keys["as_of"].iloc[0] - pd.offsets.MonthEnd(6)).date())
+    common = [
+        "explain",
+        "--features",
+        str(paths["features"]),
+        "--model",
+        str(paths["model"]),
+        "--tiers",
+        str(paths["tiers"]),
+        "--params",
+        str(PROJECT / "params.yaml"),
+    ]
+    chart = tmp_path / "w.png"
+    runner = CliRunner()
+    result = runner.invoke(
+        app, [*common, "--customer", who, "--as-of", earlier, "--lang", "zh", "--chart", str(chart)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"客户 {who}" in result.output and earlier in result.output and "欠费概率" in result.output
+    )
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    bad = runner.invoke(app, [*common, "--customer", "NOBODY"])
+    assert bad.exit_code == 2 and "'NOBODY' is not in" in bad.output
+    neither = runner.invoke(app, common)
+    assert neither.exit_code == 2 and "--customer ID, or --out" in neither.output
+
+
+def test_stage_logs_global_explanations_to_mlflow(explained, tmp_path, monkeypatch):
+    _, _, _, paths = explained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            "--features",
+            str(paths["features"]),
+            "--model",
+            str(paths["model"]),
+            "--tiers",
+            str(paths["tiers"]),
+            "--out",
+            "out",
+            "--reports",
+            "reports",
+            "--summary",
+            "explanations.json",
+            "--params",
+            str(PROJECT / "params.yaml"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    run_id = json.loads((tmp_path / "out.mlflow.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.data.tags["gridscore.stage"] == "explain"
+    assert run.data.metrics["max_additivity_gap"] < 1e-9 and run.data.metrics["rows"] > 10000
+    assert run.data.params["catalog_version"] == CATALOG_VERSION
+    assert run.data.params["top_n"] == "3"
+    logged = {a.path for a in client.list_artifacts(run_id)}
+    assert {"beeswarm.png", "by_tier.csv", "by_grade.png", "importance_causes.csv"} <= logged

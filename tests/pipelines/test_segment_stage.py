@@ -5,32 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pyarrow.parquet as pq
-import pytest
 import skops.io as sio
-
-from pipelines.config import load_params
-from pipelines.segment import main
-from tests.conftest import PROJECT
-
-
-@pytest.fixture(scope="module")
-def segmented(default_run, tmp_path_factory):
-    root, _, _ = default_run
-    out = tmp_path_factory.mktemp("segments")
-    p = load_params(PROJECT / "params.yaml")
-    metrics = main(
-        root / "features" / "features.parquet",
-        out / "model",
-        out / "reports",
-        out / "segments.json",
-        p.segment,
-        root / "truth",
-    )
-    tiers = pq.read_table(out / "model" / "tiers.parquet").to_pandas(date_as_object=False)
-    feats = pq.read_table(root / "features" / "features.parquet").to_pandas(date_as_object=False)
-    tiers["as_of"] = tiers["as_of"].astype(feats["as_of"].dtype)
-    return out, metrics, tiers.merge(feats, on=["customer_id", "as_of"]), p
 
 
 def test_energy_intensive_preferential_customers_are_not_vip_for_their_kwh(segmented):
