@@ -153,3 +153,28 @@ def segmented(default_run, tmp_path_factory):
     feats = pq.read_table(root / "features" / "features.parquet").to_pandas(date_as_object=False)
     tiers["as_of"] = tiers["as_of"].astype(feats["as_of"].dtype)
     return out, metrics, tiers.merge(feats, on=["customer_id", "as_of"]), p
+
+
+@pytest.fixture(scope="session")
+def explained(default_run, segmented, tmp_path_factory):
+    """The explain stage on the default run: (out folder, summary, params, input paths)."""
+    from pipelines.explain import main
+
+    root, _, _ = default_run
+    seg_out, _, _, p = segmented
+    out = tmp_path_factory.mktemp("explained")
+    summary = main(
+        root / "features" / "features.parquet",
+        root / "model",
+        out / "data",
+        out / "reports",
+        out / "explanations.json",
+        p,
+        seg_out / "model" / "tiers.parquet",
+    )
+    paths = {
+        "features": root / "features" / "features.parquet",
+        "model": root / "model",
+        "tiers": seg_out / "model" / "tiers.parquet",
+    }
+    return out, summary, p, paths

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from models.reasons import CATALOG_VERSION, CAUSES
 from pipelines.cli import app
-from pipelines.explain import NotFound, explain_customer, main, render
+from pipelines.explain import NotFound, explain_customer, render
 from tests.conftest import PROJECT
 
 KEY_COLUMNS = (
@@ -29,28 +29,6 @@ KEY_COLUMNS = (
     "service_level",
     "credit_action",
 )
-
-
-@pytest.fixture(scope="module")
-def explained(default_run, segmented, tmp_path_factory):
-    root, _, _ = default_run
-    seg_out, _, _, p = segmented
-    out = tmp_path_factory.mktemp("explained")
-    summary = main(
-        root / "features" / "features.parquet",
-        root / "model",
-        out / "data",
-        out / "reports",
-        out / "explanations.json",
-        p,
-        seg_out / "model" / "tiers.parquet",
-    )
-    paths = {
-        "features": root / "features" / "features.parquet",
-        "model": root / "model",
-        "tiers": seg_out / "model" / "tiers.parquet",
-    }
-    return out, summary, p, paths
 
 
 def test_explanations_of_the_latest_snapshot(explained):
