@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -265,7 +266,13 @@ def segment(
             for k, v in result.items()
             if isinstance(v, int | float) and not isinstance(v, bool)
         }
-        files = [metrics, *sorted(reports.glob("*.png")), *sorted(reports.glob("*.csv"))]
+        files = [
+            metrics,
+            out / "tiers.json",
+            out / "pipeline.skops",
+            *sorted(reports.glob("*.png")),
+            *sorted(reports.glob("*.csv")),
+        ]
         logged = tracking.log_sklearn_run(
             p.tracking.experiment,
             "segment",
@@ -357,3 +364,79 @@ def explain(
             [summary, *sorted(reports.glob("*.csv")), *sorted(reports.glob("*.png"))],
         )
         _run_file(out).write_text(json.dumps({"run_id": run_id}, indent=2))
+
+
+@app.command()
+def score(
+    validated: Annotated[Path, typer.Option(help="validated tables (the validate stage's output)")],
+    out: Annotated[Path, typer.Option(help="folder of the scored base (Parquet partitions)")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="YYYY-MM-DD [default: score.as_of, else the data's last month end]"),
+    ] = None,
+    arrears_model: Annotated[
+        str | None,
+        typer.Option(help="folder or models:/gridscore-arrears@champion [default: params]"),
+    ] = None,
+    segments_model: Annotated[
+        str | None,
+        typer.Option(help="folder or models:/gridscore-value-segments@champion [default: params]"),
+    ] = None,
+    quarantine: Annotated[
+        Path | None, typer.Option(help="the validate stage's quarantine, for the reconciliation")
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="a copy of the reconciliation (DVC metrics)")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace a run of other settings in OUT instead of stopping")
+    ] = False,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Score the whole base at as_of: tier, PD, grade, expected loss, reasons, action.
+
+    Streams customers in partitions; a run stopped midway and started again resumes."""
+    import shutil
+    import tempfile
+
+    from models.arrears import FeatureMismatchError
+    from pipelines import score as stage
+    from pipelines.io import write_json
+
+    workdir = Path(tempfile.mkdtemp(prefix="gridscore-models-"))
+    try:
+        p = load_params(params)
+        model, a_dir, s_dir = stage.load_decision_model(
+            arrears_model or p.score.arrears_model,
+            segments_model or p.score.segments_model,
+            p,
+            workdir,
+        )
+        rec = stage.main(validated, out, p, model, as_of, quarantine, overwrite)
+        if metrics is not None:
+            write_json(rec, metrics)
+        if p.tracking.enabled:
+            from pipelines import tracking
+
+            example = stage.feature_sample(validated, p, rec["as_of"])
+            flat = {
+                "customers_in": rec["customers_in"],
+                "scored": rec["scored"],
+                "flagged": rec["flagged"],
+                "seconds": rec["seconds"],
+            }
+            logged = tracking.log_decision_model(
+                p.tracking.experiment,
+                flat,
+                [out / stage.RECONCILIATION, out / stage.MANIFEST],
+                a_dir,
+                s_dir,
+                model,
+                example,
+                stage.DECISION_MODEL if p.score.register_model else None,
+            )
+            _run_file(out).write_text(json.dumps(logged, indent=2))
+    except (ParamsError, ValueError, FileNotFoundError, FeatureMismatchError) as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

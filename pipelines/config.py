@@ -213,6 +213,19 @@ class ExplainParams(_Frozen):
     dependence_plots: int = Field(default=4, ge=0, description="top features given one")
 
 
+class ScoreParams(_Frozen):
+    """The batch scoring job (docs/scoring.md)."""
+
+    as_of: str | None = Field(default=None, description="null: the last month end of the data")
+    partition_customers: int = Field(default=50000, ge=1, description="customers per partition")
+    min_history_months: int = Field(
+        default=6, ge=0, description="fewer months of history: scored and flagged"
+    )
+    arrears_model: str = "artifacts/arrears"  # a folder, or models:/gridscore-arrears@champion
+    segments_model: str = "artifacts/segments"  # or models:/gridscore-value-segments@champion
+    register_model: bool = True  # log the decision pyfunc, registered as gridscore-decision
+
+
 class TrackingParams(_Frozen):
     """MLflow settings; the tracking URI itself comes from MLFLOW_TRACKING_URI or the default."""
 
@@ -233,6 +246,7 @@ class Params(_Frozen):
     segment: SegmentParams
     policy: PolicyParams
     explain: ExplainParams = ExplainParams()
+    score: ScoreParams = ScoreParams()
     tracking: TrackingParams = TrackingParams()
 
     @model_validator(mode="after")

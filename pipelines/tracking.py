@@ -147,6 +147,7 @@ def log_sklearn_run(
     out = {"run_id": run.info.run_id, "model_uri": info.model_uri}
     if register_as:
         out["version"] = str(info.registered_model_version)
+        client.set_registered_model_alias(register_as, "candidate", out["version"])
     log.info("logged %s run %s %s", stage, run.info.run_id, out.get("version", ""))
     return out
 
@@ -216,3 +217,65 @@ def log_stage_run(
             mlflow.log_artifact(str(path))
     log.info("logged %s run %s to %s", stage, run.info.run_id, tracking_uri(project_dir))
     return run.info.run_id
+
+
+def log_decision_model(
+    experiment: str,
+    metrics: dict[str, float],
+    files: list[Path],
+    arrears_dir: Path,
+    segments_dir: Path,
+    decision_model,
+    example,
+    register_as: str | None,
+    project_dir: Path = Path("."),
+) -> dict:
+    """Log the scoring run and the whole-decision pyfunc (``pipelines.serving.DecisionPyfunc``).
+
+    The pyfunc carries its two models and its policy as artifacts and a signature from
+    ``example`` (feature rows); the registered version gets the alias ``candidate``.
+    """
+    import json
+    import tempfile
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from pipelines.serving import DecisionPyfunc
+
+    params = {"as_of": str(example["as_of"].iloc[0])[:10], **decision_model.versions}
+    with (
+        _stage_run(experiment, "score", params, metrics, project_dir) as (client, run),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        for path in files:
+            mlflow.log_artifact(str(path), artifact_path="score")
+        decision = Path(tmp) / "decision.json"
+        decision.write_text(
+            json.dumps(
+                {
+                    "config": json.loads(decision_model.config.to_json()),
+                    "versions": decision_model.versions,
+                },
+                indent=2,
+            )
+        )
+        signature = infer_signature(example, decision_model.decide(example))
+        info = mlflow.pyfunc.log_model(
+            name="decision",
+            python_model=DecisionPyfunc(),
+            artifacts={
+                "arrears": str(arrears_dir),
+                "segments": str(segments_dir),
+                "decision": str(decision),
+            },
+            signature=signature,
+            input_example=example,
+            registered_model_name=register_as,
+        )
+    out = {"run_id": run.info.run_id, "model_uri": info.model_uri}
+    if register_as:
+        out["version"] = str(info.registered_model_version)
+        client.set_registered_model_alias(register_as, "candidate", out["version"])
+    log.info("logged score run %s %s", run.info.run_id, out.get("version", ""))
+    return out

@@ -1,0 +1,170 @@
+"""The whole decision for a customer, from its features: tier, PD, grade, loss, reasons, action.
+
+One object bundles the value-segment pipeline (cluster -> tier), the arrears model (PD,
+grade, expected loss, SHAP reason codes) and the service/credit policy, so the batch job,
+the MLflow pyfunc and the Spark path all run exactly the same code on a feature frame.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.arrears import ArrearsModel
+from models.explain import explain_rows
+from models.policy import recommend
+from models.reasons import CATALOG_VERSION
+
+#: Flags a scored row may carry (``;``-joined in the ``flags`` column).
+INSUFFICIENT_HISTORY = "insufficient_history"
+NO_TIER = "no_tier"
+UNSEEN_CATEGORY = "unseen_category"  # a category the arrears model never saw: scored as missing
+
+#: The decision columns, in order (``reason_<k>_*`` for k = 1..top_n follow ``credit_action``).
+KEY_COLUMNS = (
+    "customer_id",
+    "as_of",
+    "tier",
+    "cluster",
+    "pd",
+    "grade",
+    "exposure",
+    "expected_loss",
+    "raw_score",
+    "service_level",
+    "credit_action",
+)
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """Everything beyond the two models that a decision needs (from params.yaml)."""
+
+    grade_names: tuple[str, ...]
+    grade_upper_pd: tuple[float, ...]
+    lgd: float
+    horizon_months: int
+    service: Mapping[str, str]
+    credit_action: Mapping[str, str]
+    top_n: int = 3
+    min_contribution: float = 0.05
+    min_history_months: int = 6
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.__dict__.items()},
+            indent=2,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> DecisionConfig:
+        raw = json.loads(text)
+        raw["grade_names"] = tuple(raw["grade_names"])
+        raw["grade_upper_pd"] = tuple(raw["grade_upper_pd"])
+        return cls(**raw)
+
+
+@dataclass
+class Segmenter:
+    """The fitted value-segment pipeline with its cluster -> tier map (the segment stage's)."""
+
+    pipeline: object
+    features: Sequence[str]
+    tiers: Mapping[int, str]
+
+    @classmethod
+    def load(cls, folder: Path) -> Segmenter:
+        """Read ``pipeline.skops`` and ``tiers.json`` (the segment stage's output folder)."""
+        import skops.io as sio
+
+        path = folder / "pipeline.skops"
+        if not path.exists() or not (folder / "tiers.json").exists():
+            raise FileNotFoundError(f"{folder}: no pipeline.skops and tiers.json (segment stage)")
+        meta = json.loads((folder / "tiers.json").read_text())
+        pipe = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+        return cls(pipe, list(meta["features"]), {int(k): v for k, v in meta["tiers"].items()})
+
+    def assign(self, feats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        missing = [c for c in self.features if c not in feats]
+        if missing:
+            raise FeatureMissing(f"the segment model needs columns missing here: {missing}")
+        cluster = self.pipeline.predict(feats[list(self.features)].to_numpy(float))
+        tier = np.array([self.tiers.get(int(c)) for c in cluster], dtype=object)
+        return cluster.astype(int), tier
+
+
+class FeatureMissing(ValueError):
+    """The feature frame lacks a column a model needs."""
+
+
+@dataclass
+class DecisionModel:
+    """Features in, decisions out; see the module docstring."""
+
+    arrears: ArrearsModel
+    segmenter: Segmenter
+    config: DecisionConfig
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def columns(self) -> list[str]:
+        reasons = [
+            f"reason_{k}_{part}"
+            for k in range(1, self.config.top_n + 1)
+            for part in ("code", "en", "zh")
+        ]
+        return [*KEY_COLUMNS, *reasons, "flags", *self.versions, "catalog_version"]
+
+    def decide(self, feats: pd.DataFrame) -> pd.DataFrame:
+        """One row per input row, in the order of :meth:`columns`.
+
+        Raises:
+            FeatureMissing / models.arrears.FeatureMismatchError: a column a model needs is
+                not in ``feats`` (never scored with a column silently absent).
+        """
+        c = self.config
+        feats = feats.reset_index(drop=True)
+        x = explain_rows(
+            self.arrears,
+            feats,
+            c.grade_names,
+            c.grade_upper_pd,
+            c.lgd,
+            c.horizon_months,
+            c.top_n,
+            c.min_contribution,
+        )
+        out = x.keys
+        cluster, tier = self.segmenter.assign(feats)
+        out["tier"] = pd.array(tier, dtype="str")
+        out["cluster"] = cluster
+        action = recommend(out["tier"], out["grade"], c.service, c.credit_action)
+        out["service_level"] = action["service_level"].to_numpy()
+        out["credit_action"] = action["credit_action"].to_numpy()
+        r = x.reasons
+        for k in range(1, c.top_n + 1):
+            at = r[r["rank"] == k]
+            for part, col in (("code", "code"), ("en", "text_en"), ("zh", "text_zh")):
+                values = np.full(len(out), None, dtype=object)
+                values[at["row"].to_numpy()] = at[col].to_numpy()
+                out[f"reason_{k}_{part}"] = pd.array(values, dtype="str")
+        history = pd.to_numeric(feats["months_of_history"], errors="coerce").to_numpy()
+        short = ~(history >= c.min_history_months)
+        flags = np.where(short, INSUFFICIENT_HISTORY, "")
+        flags = np.where(pd.isna(tier), np.char.add(flags, ";" + NO_TIER), flags)
+        for col in self.arrears.spec_.categorical:
+            value = feats[col].astype("object")
+            unseen = (
+                value.notna() & ~value.astype(str).isin(self.arrears.spec_.levels[col])
+            ).to_numpy()
+            flags = np.where(unseen, np.char.add(flags, f";{UNSEEN_CATEGORY}:{col}"), flags)
+        out["flags"] = pd.array([f.strip(";") or None for f in flags], dtype="str")
+        for name, version in self.versions.items():
+            out[name] = version
+        out["catalog_version"] = CATALOG_VERSION
+        return out[self.columns()]
