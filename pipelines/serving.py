@@ -33,7 +33,8 @@ class DecisionPyfunc(mlflow.pyfunc.PythonModel):
     Artifacts: ``arrears`` (the train stage's folder), ``segments`` (``pipeline.skops`` and
     ``tiers.json``) and ``decision`` (a JSON file: the policy, grades and reason settings,
     and the versions of the two models). The same :class:`models.decision.DecisionModel`
-    the batch job runs, so a registered version decides exactly as the job did.
+    the batch job runs, so a registered version decides exactly as the job did. Every
+    feature may be missing (the signature marks them optional); ``as_of`` is text.
     """
 
     def load_context(self, context) -> None:
@@ -50,4 +51,5 @@ class DecisionPyfunc(mlflow.pyfunc.PythonModel):
         )
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """Decide each row; ``as_of`` is text (YYYY-MM-DD) in the signature, as in a CSV."""
         return self.model.decide(model_input)

@@ -239,7 +239,7 @@ def log_decision_model(
     import tempfile
 
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature
 
     from pipelines.serving import DecisionPyfunc
 
@@ -260,7 +260,11 @@ def log_decision_model(
                 indent=2,
             )
         )
-        signature = infer_signature(example, decision_model.decide(example))
+        example = example.assign(as_of=example["as_of"].astype(str).str[:10])
+        signature = ModelSignature(
+            _optional_schema(example, required=("customer_id", "as_of")),
+            _optional_schema(decision_model.decide(example), required=()),
+        )
         info = mlflow.pyfunc.log_model(
             name="decision",
             python_model=DecisionPyfunc(),
@@ -279,3 +283,21 @@ def log_decision_model(
         client.set_registered_model_alias(register_as, "candidate", out["version"])
     log.info("logged score run %s %s", run.info.run_id, out.get("version", ""))
     return out
+
+
+def _optional_schema(frame, required: tuple[str, ...]):
+    """A column schema where every column but ``required`` may be missing (NaN): real
+    feature rows have gaps the five rows of an input example do not show."""
+    import pandas as pd
+    from mlflow.types import ColSpec, Schema
+
+    def kind(col: pd.Series) -> str:
+        if pd.api.types.is_bool_dtype(col):
+            return "boolean"
+        if pd.api.types.is_integer_dtype(col):
+            return "long"
+        if pd.api.types.is_float_dtype(col):
+            return "double"
+        return "string"
+
+    return Schema([ColSpec(kind(frame[c]), c, required=c in required) for c in frame.columns])

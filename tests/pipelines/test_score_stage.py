@@ -1,0 +1,340 @@
+"""Batch scoring: every active customer decided once, as the explain stage would; resumable;
+models from the registry; the whole-decision pyfunc offline; mismatches stop clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from features.engine import Snapshots
+from models.arrears import FeatureMismatchError
+from models.decision import FeatureMissing
+from pipelines import score
+from pipelines.cli import app
+from pipelines.config import load_params
+from tests.conftest import PROJECT
+
+AS_OF = "2025-12-31"
+
+
+def _params(tmp: Path, **score_params) -> Path:
+    """A params file like the project's, tracking off, with score settings changed."""
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["score"].update(score_params)
+    raw["tracking"]["enabled"] = False
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def scored(default_run, segmented, tmp_path_factory):
+    """The default base scored at AS_OF by the CLI, logged to a fresh MLflow store."""
+    root, _, _ = default_run
+    seg_out = segmented[0]
+    tmp = tmp_path_factory.mktemp("scored")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        result = CliRunner().invoke(
+            app,
+            [
+                "score",
+                "--validated",
+                str(root / "validated"),
+                "--quarantine",
+                str(root / "quarantine"),
+                "--out",
+                str(tmp / "scores"),
+                "--metrics",
+                str(tmp / "score.json"),
+                "--as-of",
+                AS_OF,
+                "--arrears-model",
+                str(root / "model"),
+                "--segments-model",
+                str(seg_out / "model"),
+                "--params",
+                str(PROJECT / "params.yaml"),
+            ],
+        )
+    finally:
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+    assert result.exit_code == 0, result.output
+    return tmp, uri, score.read_scores(tmp / "scores")
+
+
+def test_every_active_customer_is_scored_once_and_the_counts_add_up(scored, default_run, params):
+    tmp, _, scores = scored
+    root, _, _ = default_run
+    feats = pd.read_parquet(
+        root / "features" / "features.parquet", columns=["customer_id", "as_of"]
+    )
+    active = feats.loc[pd.to_datetime(feats["as_of"]) == pd.Timestamp(AS_OF), "customer_id"]
+    assert scores["customer_id"].is_unique
+    assert sorted(scores["customer_id"]) == sorted(active)
+    rec = json.loads((tmp / "scores" / score.RECONCILIATION).read_text())
+    customers = pd.read_parquet(root / "validated" / "customers.parquet", columns=["customer_id"])
+    assert rec["balanced"] and rec["customers_in"] == len(customers)
+    assert rec["scored"] == len(scores) == rec["customers_in"] - sum(rec["not_active"].values())
+    assert rec["flagged"] == scores["flags"].notna().sum()
+    quarantined = {p.stem: len(pd.read_parquet(p)) for p in (root / "quarantine").glob("*.parquet")}
+    assert rec["quarantined_upstream"] == quarantined and sum(quarantined.values()) > 0
+    assert json.loads((tmp / "score.json").read_text()) == rec
+    assert (scores["as_of"].astype(str) == AS_OF).all()
+
+
+def test_the_decision_is_the_explain_stage_decision(scored, explained):
+    _, _, scores = scored
+    out = explained[0]
+    keys = pd.read_parquet(out / "data" / "contributions.parquet")
+    assert str(keys["as_of"].iloc[0].date()) == AS_OF
+    both = scores.merge(keys, on="customer_id", suffixes=("", "_x"))
+    assert len(both) == len(scores) == len(keys)
+    np.testing.assert_allclose(both["pd"], both["pd_x"])
+    np.testing.assert_allclose(both["expected_loss"], both["expected_loss_x"])
+    for col in ("grade", "tier", "credit_action", "service_level"):
+        assert (both[col] == both[f"{col}_x"]).all(), col
+    reasons = pd.read_parquet(out / "data" / "reasons.parquet")
+    first = reasons[reasons["rank"] == 1].set_index("customer_id")
+    mine = scores.set_index("customer_id").loc[first.index]
+    assert (mine["reason_1_code"] == first["code"]).all()
+    assert (mine["reason_1_zh"] == first["text_zh"]).all()
+    assert (
+        scores.loc[~scores["customer_id"].isin(reasons["customer_id"]), "reason_1_code"]
+        .isna()
+        .all()
+    )
+
+
+def test_short_history_is_scored_and_flagged_never_dropped(scored, params):
+    _, _, scores = scored
+    short = scores["flags"].fillna("").str.contains("insufficient_history")
+    assert short.any() and scores.loc[short, "pd"].notna().all()
+    assert scores.loc[short, "grade"].notna().all()
+
+
+def test_partition_size_does_not_change_the_output(default_run, segmented, tmp_path, params):
+    root, _, _ = default_run
+    model, *_ = score.load_decision_model(
+        str(root / "model"), str(segmented[0] / "model"), params, tmp_path / "m"
+    )
+    outs = []
+    for size in (20000, 3001):
+        p = params.model_copy(
+            update={"score": params.score.model_copy(update={"partition_customers": size})}
+        )
+        rec = score.main(root / "validated", tmp_path / str(size), p, model, AS_OF, progress=False)
+        assert rec["partitions"] == -(-rec["customers_in"] // size)
+        outs.append(score.read_scores(tmp_path / str(size)).sort_values("customer_id"))
+    pd.testing.assert_frame_equal(outs[0].reset_index(drop=True), outs[1].reset_index(drop=True))
+
+
+def _cli(params_path: Path, root: Path, seg: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "gridscore"),
+        "score",
+        "--validated",
+        str(root / "validated"),
+        "--out",
+        str(out),
+        "--as-of",
+        AS_OF,
+        "--arrears-model",
+        str(root / "model"),
+        "--segments-model",
+        str(seg),
+        "--params",
+        str(params_path),
+        *extra,
+    ]
+
+
+def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
+    default_run, segmented, tmp_path
+):
+    root, _, _ = default_run
+    seg = segmented[0] / "model"
+    params_path = _params(tmp_path, partition_customers=1000)
+    out = tmp_path / "scores"
+    proc = subprocess.Popen(_cli(params_path, root, seg, out), stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(list(out.glob("part-*.parquet"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(out.glob("part-*.parquet"))
+    assert 3 <= len(done) < 20 and not (out / score.SUCCESS).exists()
+    with pytest.raises(score.ScoreError, match="did not finish"):
+        score.read_scores(out)
+    done[0].write_bytes(done[0].read_bytes()[:100])  # a damaged partition is redone, not kept
+    again = subprocess.run(_cli(params_path, root, seg, out), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    rec = json.loads((out / score.RECONCILIATION).read_text())
+    assert rec["partitions"] == 20 and rec["partitions_resumed"] >= len(done) - 1
+    resumed = score.read_scores(out)
+    clean = tmp_path / "clean"
+    subprocess.run(_cli(params_path, root, seg, clean), check=True, capture_output=True)
+    expected = score.read_scores(clean)
+    assert resumed["customer_id"].is_unique and len(resumed) == rec["scored"]
+    pd.testing.assert_frame_equal(resumed, expected)
+    assert not (out / "_tmp").exists()
+    # a different run into the same folder is refused, unless asked to overwrite
+    (tmp_path / "other").mkdir()
+    other_params = _params(tmp_path / "other", partition_customers=999)
+    other = subprocess.run(_cli(other_params, root, seg, out), capture_output=True, text=True)
+    assert other.returncode == 2 and "holds a scoring run with other" in other.stderr
+
+
+def test_model_or_feature_mismatch_is_a_clear_error_or_a_flag(
+    default_run, segmented, tmp_path, params
+):
+    root, _, _ = default_run
+    model, *_ = score.load_decision_model(
+        str(root / "model"), str(segmented[0] / "model"), params, tmp_path / "m"
+    )
+    feats = pd.read_parquet(root / "features" / "features.parquet")
+    rows = (
+        feats[pd.to_datetime(feats["as_of"]) == pd.Timestamp(AS_OF)]
+        .head(300)
+        .reset_index(drop=True)
+    )
+    with pytest.raises(FeatureMismatchError, match="lacks the model's feature.*dpd"):
+        model.decide(rows.drop(columns="dpd"))
+    with pytest.raises(FeatureMissing, match="segment model needs.*tenure_months"):
+        model.segmenter.assign(rows.drop(columns="tenure_months"))
+    with pytest.raises(FeatureMismatchError, match="must be numeric"):
+        model.decide(rows.assign(balance="a lot"))
+    odd = rows.assign(region=np.where(np.arange(len(rows)) < 5, "atlantis", rows["region"]))
+    decided = model.decide(odd)
+    assert (decided["flags"].fillna("").str.contains("unseen_category:region").sum()) == 5
+    assert decided["pd"].notna().all()
+    # a model trained on other features: its columns are not in the table
+    with pytest.raises(score.ScoreError, match="no model.txt"):
+        score.load_decision_model(
+            str(tmp_path), str(segmented[0] / "model"), params, tmp_path / "n"
+        )
+
+
+def test_models_from_the_registry_and_the_pyfunc_decide_the_same(scored, default_run, tmp_path):
+    tmp, uri, scores = scored
+    root, _, _ = default_run
+    client = mlflow.MlflowClient(uri)
+    version = client.get_model_version_by_alias(score.DECISION_MODEL, "candidate")
+    mlflow.set_tracking_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{score.DECISION_MODEL}@candidate")
+    feats = pd.read_parquet(root / "features" / "features.parquet")
+    rows = (
+        feats[pd.to_datetime(feats["as_of"]) == pd.Timestamp(AS_OF)]
+        .head(400)
+        .reset_index(drop=True)
+    )
+    out = pyfunc.predict(rows.assign(as_of=AS_OF))
+    want = scores.set_index("customer_id").loc[rows["customer_id"]].reset_index()
+    np.testing.assert_allclose(out["pd"], want["pd"])
+    assert (out["grade"].to_numpy() == want["grade"].to_numpy()).all()
+    assert (
+        out["reason_1_en"].fillna("-").to_numpy() == want["reason_1_en"].fillna("-").to_numpy()
+    ).all()
+    # offline, as an operator would: `mlflow models predict` on a CSV feature file
+    csv = tmp_path / "features.csv"
+    rows.head(50).to_csv(csv, index=False)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    bin_dir = Path(sys.executable).parent
+    done = subprocess.run(
+        [
+            str(bin_dir / "mlflow"),
+            "models",
+            "predict",
+            "-m",
+            f"models:/{score.DECISION_MODEL}/{version.version}",
+            "-i",
+            str(csv),
+            "-t",
+            "csv",
+            "-o",
+            str(tmp_path / "pred.json"),
+            "--env-manager",
+            "local",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pred = pd.DataFrame(json.loads((tmp_path / "pred.json").read_text())["predictions"])
+    np.testing.assert_allclose(pred["pd"], want["pd"].head(50), rtol=1e-9)
+    assert (pred["credit_action"].to_numpy() == want["credit_action"].head(50).to_numpy()).all()
+
+
+def test_scoring_with_models_from_the_registry(scored, default_run, segmented, tmp_path, params):
+    import skops.io as sio
+
+    from models.arrears import ArrearsModel
+    from pipelines import tracking
+
+    _, uri, scores = scored
+    root, _, _ = default_run
+    seg = segmented[0] / "model"
+    feats = pd.read_parquet(root / "features" / "features.parquet")
+    rows = (
+        feats[pd.to_datetime(feats["as_of"]) == pd.Timestamp(AS_OF)]
+        .head(300)
+        .reset_index(drop=True)
+    )
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        tracking.log_model_run(
+            "registry-test", "train", {}, {}, root / "model",
+            ArrearsModel.load(root / "model"), rows.head(5), "gridscore-arrears",
+        )  # fmt: skip
+        trusted = sio.get_untrusted_types(file=seg / "pipeline.skops")
+        pipe = sio.load(seg / "pipeline.skops", trusted=trusted)
+        cols = json.loads((seg / "tiers.json").read_text())["features"]
+        tracking.log_sklearn_run(
+            "registry-test", "segment", {}, {}, [seg / "tiers.json", seg / "pipeline.skops"],
+            pipe, rows[cols].head(5).astype(float), "gridscore-value-segments", trusted=trusted,
+        )  # fmt: skip
+        model, _, _ = score.load_decision_model(
+            "models:/gridscore-arrears@candidate",
+            "models:/gridscore-value-segments@candidate",
+            params,
+            tmp_path / "m",
+        )
+        with pytest.raises(score.ScoreError, match="no such registered model version"):
+            score.load_decision_model(
+                "models:/gridscore-arrears@champion", str(seg), params, tmp_path / "n"
+            )
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    assert model.versions == {
+        "arrears_model_version": "gridscore-arrears/1",
+        "segments_model_version": "gridscore-value-segments/1",
+    }
+    out = model.decide(rows)
+    want = scores.set_index("customer_id").loc[rows["customer_id"]].reset_index()
+    np.testing.assert_allclose(out["pd"], want["pd"])
+    assert (out["tier"].to_numpy() == want["tier"].to_numpy()).all()
+
+
+def test_snapshots_helper_is_month_end():
+    assert score.default_as_of(pd.Timestamp("2026-02-14")) == pd.Timestamp("2026-01-31")
+    assert score.default_as_of(pd.Timestamp("2026-01-31")) == pd.Timestamp("2026-01-31")
+    assert Snapshots((pd.Timestamp(AS_OF),)).as_of[0] == pd.Timestamp(AS_OF)
+    assert load_params(PROJECT / "params.yaml").score.partition_customers > 0
