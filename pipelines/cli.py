@@ -440,3 +440,61 @@ def score(
         raise _fail(str(exc)) from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@app.command("score-spark")
+def score_spark(
+    validated: Annotated[str, typer.Option(help="validated tables: a folder or a Spark URL")],
+    out: Annotated[str, typer.Option(help="output folder or URL (s3a://, abfss://, hdfs://)")],
+    as_of: Annotated[str, typer.Option(help="YYYY-MM-DD, a month end")],
+    decision_model: Annotated[
+        str | None,
+        typer.Option(help="models:/gridscore-decision@champion (else the two models below)"),
+    ] = None,
+    arrears_model: Annotated[
+        str | None, typer.Option(help="folder or registry URI [default: score.arrears_model]")
+    ] = None,
+    segments_model: Annotated[
+        str | None, typer.Option(help="folder or registry URI [default: score.segments_model]")
+    ] = None,
+    master: Annotated[
+        str | None, typer.Option(help="e.g. local[2]; none: the one spark-submit set")
+    ] = None,
+    buckets: Annotated[int, typer.Option(help="customer buckets (feature tasks)")] = 64,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """The scoring job on Spark: same features and decision, written by Spark (docs/scoring.md)."""
+    import shutil
+    import tempfile
+
+    from pipelines import score as stage
+    from pipelines import spark
+
+    workdir = Path(tempfile.mkdtemp(prefix="gridscore-models-"))
+    try:
+        p = load_params(params)
+        if decision_model is not None:
+            model = stage.load_decision_pyfunc(decision_model)
+        else:
+            model, _, _ = stage.load_decision_model(
+                arrears_model or p.score.arrears_model,
+                segments_model or p.score.segments_model,
+                p,
+                workdir,
+            )
+        rows = spark.score_spark(
+            spark.session(master=master), validated, out, p, model, as_of, buckets
+        )
+    except (ParamsError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    typer.echo(f"scored {rows} customers at {as_of} into {out}")
+
+
+def main() -> None:  # ``python -m pipelines.cli`` and spark-submit
+    app()
+
+
+if __name__ == "__main__":
+    main()

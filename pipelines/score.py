@@ -130,6 +130,20 @@ def load_decision_model(
     return DecisionModel(model, segmenter, decision_config(params), versions), a_dir, only
 
 
+def load_decision_pyfunc(uri: str, project_dir: Path = Path(".")) -> DecisionModel:
+    """The decision model inside a logged ``gridscore-decision`` pyfunc (any MLflow URI)."""
+    import mlflow
+
+    from pipelines.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(project_dir))
+    try:
+        pyfunc = mlflow.pyfunc.load_model(uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise ScoreError(f"{uri}: cannot load the decision model ({exc.message})") from exc
+    return pyfunc.unwrap_python_model().model
+
+
 def decision_config(params: Params) -> DecisionConfig:
     return DecisionConfig(
         grade_names=tuple(params.grades.names),

@@ -178,3 +178,52 @@ def explained(default_run, segmented, tmp_path_factory):
         "tiers": seg_out / "model" / "tiers.parquet",
     }
     return out, summary, p, paths
+
+
+@pytest.fixture(scope="session")
+def scored(default_run, segmented, tmp_path_factory):
+    """The default base scored at 2025-12-31 by the CLI, logged to a fresh MLflow store:
+    (folder, tracking URI, scores)."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from pipelines import score
+    from pipelines.cli import app
+
+    root, _, _ = default_run
+    seg_out = segmented[0]
+    tmp = tmp_path_factory.mktemp("scored")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        result = CliRunner().invoke(
+            app,
+            [
+                "score",
+                "--validated",
+                str(root / "validated"),
+                "--quarantine",
+                str(root / "quarantine"),
+                "--out",
+                str(tmp / "scores"),
+                "--metrics",
+                str(tmp / "score.json"),
+                "--as-of",
+                "2025-12-31",
+                "--arrears-model",
+                str(root / "model"),
+                "--segments-model",
+                str(seg_out / "model"),
+                "--params",
+                str(PROJECT / "params.yaml"),
+            ],
+        )
+    finally:
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+    assert result.exit_code == 0, result.output
+    return tmp, uri, score.read_scores(tmp / "scores")

@@ -16,13 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from features.engine import Snapshots
 from models.arrears import FeatureMismatchError
 from models.decision import FeatureMissing
 from pipelines import score
-from pipelines.cli import app
 from pipelines.config import load_params
 from tests.conftest import PROJECT
 
@@ -37,47 +35,6 @@ def _params(tmp: Path, **score_params) -> Path:
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-@pytest.fixture(scope="module")
-def scored(default_run, segmented, tmp_path_factory):
-    """The default base scored at AS_OF by the CLI, logged to a fresh MLflow store."""
-    root, _, _ = default_run
-    seg_out = segmented[0]
-    tmp = tmp_path_factory.mktemp("scored")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        result = CliRunner().invoke(
-            app,
-            [
-                "score",
-                "--validated",
-                str(root / "validated"),
-                "--quarantine",
-                str(root / "quarantine"),
-                "--out",
-                str(tmp / "scores"),
-                "--metrics",
-                str(tmp / "score.json"),
-                "--as-of",
-                AS_OF,
-                "--arrears-model",
-                str(root / "model"),
-                "--segments-model",
-                str(seg_out / "model"),
-                "--params",
-                str(PROJECT / "params.yaml"),
-            ],
-        )
-    finally:
-        if env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI")
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env
-    assert result.exit_code == 0, result.output
-    return tmp, uri, score.read_scores(tmp / "scores")
 
 
 def test_every_active_customer_is_scored_once_and_the_counts_add_up(scored, default_run, params):
