@@ -1,0 +1,152 @@
+"""Benchmark: the monthly batch job (`gridscore score`) at 1,000,000 and 2,000,000 customers.
+
+For each size, generates a clean base of 36 months (setup, not timed: a clean generated base
+is also a valid `data/validated` folder), then runs, each in its own child process so peak
+resident memory (ru_maxrss) is that run's own:
+
+  1. the baseline: the `features` stage for the one snapshot alone (streamed, written);
+  2. the `score` stage at that snapshot: features built per partition, the whole decision
+     (tier, PD, grade, expected loss, exact SHAP reason codes in both languages, policy)
+     and each partition written atomically, with the reconciliation.
+
+Models: the DVC artifacts of the default pipeline (`dvc repro` first): artifacts/arrears,
+artifacts/segments. Params: params.yaml (partition_customers 50,000), tracking off.
+
+    python benchmarks/score.py --customers 1000000 2000000 --months 36
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+AS_OF = "2025-12-31"
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _params():
+    from pipelines.config import load_params
+
+    p = load_params(PROJECT / "params.yaml")
+    return p.model_copy(update={"tracking": p.tracking.model_copy(update={"enabled": False})})
+
+
+def _generate(customers: int, months: int, root: Path, q) -> None:
+    from pipelines.generate import main
+
+    t0 = time.perf_counter()
+    main(customers, months, "2023-01", 1, _params().tariffs, root / "validated", root / "truth")
+    shutil.rmtree(root / "truth", ignore_errors=True)
+    q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb()})
+
+
+def _features(root: Path, q) -> None:
+    from pipelines.features import main
+
+    p = _params()
+    snaps = p.features.snapshots.model_copy(
+        update={"dates": (date.fromisoformat(AS_OF),), "first": None, "last": None}
+    )
+    feats = p.features.model_copy(update={"snapshots": snaps})
+    t0 = time.perf_counter()
+    summary = main(
+        root / "validated", root / "features", root / "f.json", feats, p.label, p.tariffs
+    )
+    q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb(), "rows": summary["rows"]})
+
+
+def _score(root: Path, arrears: str, segments: str, q) -> None:
+    from pipelines import score
+
+    p = _params()
+    t0 = time.perf_counter()
+    model, _, _ = score.load_decision_model(arrears, segments, p, root / "models")
+    rec = score.main(root / "validated", root / "scores", p, model, AS_OF, progress=False)
+    seconds = time.perf_counter() - t0
+    size = sum(f.stat().st_size for f in (root / "scores").glob("part-*.parquet"))
+    q.put(
+        {
+            "seconds": seconds,
+            "peak_rss_mb": _rss_mb(),
+            "scored": rec["scored"],
+            "customers_in": rec["customers_in"],
+            "partitions": rec["partitions"],
+            "flagged": rec["flagged"],
+            "output_mb": size / 2**20,
+        }
+    )
+
+
+def _measure(target, *args) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, q))
+    t0 = time.perf_counter()
+    proc.start()
+    out = q.get()
+    proc.join()
+    out["wall_s"] = time.perf_counter() - t0
+    if proc.exitcode:
+        raise SystemExit(f"{target.__name__} failed with exit code {proc.exitcode}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--customers", type=int, nargs="+", default=[1_000_000, 2_000_000])
+    ap.add_argument("--months", type=int, default=36)
+    ap.add_argument("--arrears", default=str(PROJECT / "artifacts" / "arrears"))
+    ap.add_argument("--segments", default=str(PROJECT / "artifacts" / "segments"))
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    for path in (args.arrears, args.segments):
+        if not Path(path).exists():
+            raise SystemExit(f"{path}: missing; run `dvc repro` (or make repro) first")
+    results = {}
+    for n in args.customers:
+        root = Path(tempfile.mkdtemp(prefix=f"bench_score_{n}_"))
+        try:
+            gen = _measure(_generate, n, args.months, root)
+            base = _measure(_features, root)
+            shutil.rmtree(root / "features", ignore_errors=True)
+            run = _measure(_score, root, args.arrears, args.segments)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        results[n] = {"generate": gen, "features_baseline": base, "score": run}
+        print(
+            f"{n:>10,} customers: generate {gen['seconds']:.1f} s (setup); features alone "
+            f"{base['seconds']:.1f} s, {base['peak_rss_mb']:,.0f} MB; score {run['seconds']:.1f} s "
+            f"(wall {run['wall_s']:.1f} s), {run['peak_rss_mb']:,.0f} MB peak, "
+            f"{run['scored']:,} of {run['customers_in']:,} scored in {run['partitions']} "
+            f"partitions, {run['output_mb']:.0f} MB written; score / features "
+            f"{run['seconds'] / base['seconds']:.2f}",
+            flush=True,
+        )
+    sizes = sorted(results)
+    if len(sizes) > 1:
+        a, b = results[sizes[0]]["score"], results[sizes[-1]]["score"]
+        print(
+            f"x{sizes[-1] / sizes[0]:.1f} customers: time x{b['seconds'] / a['seconds']:.2f}, "
+            f"peak memory x{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
