@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-CATALOG_VERSION = "2026.11-1"
+CATALOG_VERSION = "2026.11-2"
 OTHER = "R99"
 
 
@@ -34,6 +34,10 @@ def _pos(name: str, above: float = 0.0):
 
 def _neg(name: str, below: float):
     return lambda rows: _num(rows, name) < below
+
+
+def _one(name: str):
+    return lambda rows: _num(rows, name) == 1
 
 
 def _flag(name: str):
@@ -88,6 +92,11 @@ CAUSES: tuple[Cause, ...] = (
         _windows("late30_bills", "late60_bills", "max_dpd"),
         (
             (
+                _one("late30_bills_12m"),
+                "1 bill paid more than 30 days late in the last 12 months",
+                "近12个月有1张电费账单逾期超过30天",
+            ),
+            (
                 _pos("late30_bills_12m"),
                 "{late30_bills_12m:.0f} bills paid more than 30 days late in the last 12 months",
                 "近12个月有{late30_bills_12m:.0f}张电费账单逾期超过30天",
@@ -112,6 +121,11 @@ CAUSES: tuple[Cause, ...] = (
         ),
         (
             (
+                _one("late_bills_6m"),
+                "1 bill paid late in the last 6 months",
+                "近6个月有1张电费账单逾期缴纳",
+            ),
+            (
                 _pos("late_bills_6m"),
                 "{late_bills_6m:.0f} bills paid late in the last 6 months",
                 "近6个月有{late_bills_6m:.0f}张电费账单逾期缴纳",
@@ -125,6 +139,11 @@ CAUSES: tuple[Cause, ...] = (
         _windows("partial_bills"),
         (
             (
+                _one("partial_bills_12m"),
+                "1 bill only partly paid by the due date in the last 12 months",
+                "近12个月有1张账单到期时仅部分缴纳",
+            ),
+            (
                 _pos("partial_bills_12m"),
                 "{partial_bills_12m:.0f} bills only partly paid by the due date in the last 12 months",
                 "近12个月有{partial_bills_12m:.0f}张账单到期时仅部分缴纳",
@@ -137,6 +156,11 @@ CAUSES: tuple[Cause, ...] = (
         "reversed_payments",
         _windows("reversals"),
         (
+            (
+                _one("reversals_12m"),
+                "1 payment reversed or refunded in the last 12 months",
+                "近12个月有1笔缴费被退回或退款",
+            ),
             (
                 _pos("reversals_12m"),
                 "{reversals_12m:.0f} payments reversed or refunded in the last 12 months",

@@ -53,3 +53,17 @@ def test_grouping_preserves_the_total_and_reasons_only_raise_risk():
     assert second["text_en"].iloc[1] == "the record of seriously late payments"
     assert (reasons["contribution"] > 0).all()
     assert set(BY_CODE) >= set(reasons["code"])
+
+
+def test_one_bill_is_said_in_the_singular():
+    grouped = pd.DataFrame({"R02": [0.4, 0.3], "R03": [0.2, 0.0]}).reindex(
+        columns=list(BY_CODE), fill_value=0.0
+    )
+    feats = pd.DataFrame({"late30_bills_12m": [1.0, 3.0], "late_bills_6m": [1.0, 0.0]})
+    reasons = top_reasons(grouped, feats, n=2)
+    assert reasons["text_en"].tolist() == [
+        "1 bill paid more than 30 days late in the last 12 months",
+        "1 bill paid late in the last 6 months",
+        "3 bills paid more than 30 days late in the last 12 months",
+    ]
+    assert reasons["text_zh"].iloc[2] == "近12个月有3张电费账单逾期超过30天"
