@@ -227,3 +227,11 @@ def scored(default_run, segmented, tmp_path_factory):
             os.environ["MLFLOW_TRACKING_URI"] = env
     assert result.exit_code == 0, result.output
     return tmp, uri, score.read_scores(tmp / "scores")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests on the default run share one pytest-xdist worker (``--dist loadgroup``), so its
+    session fixtures (the whole default pipeline) are built once, not once per worker."""
+    for item in items:
+        if "default_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("default_run"))
