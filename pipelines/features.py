@@ -146,12 +146,49 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(date_as_object=False)
 
 
-def _chunks(customers: pd.DataFrame, inputs: dict[str, Path], size: int) -> Iterator[tuple]:
+def _customer_chunks(path: Path, size: int) -> Iterator[pa.Table]:
+    """The customers table, ``size`` rows at a time (the last fewer), checked to be in strict
+    customer order as it is read: the table is never held whole."""
+    buffer: list[pa.Table] = []
+    held = 0
+    last: str | None = None
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=min(size, 65_536)):
+        ids = batch.column("customer_id")
+        n = len(ids)
+        if n == 0:
+            continue
+        ordered = n < 2 or pc.all(pc.less(ids.slice(0, n - 1), ids.slice(1))).as_py()
+        if not ordered or (last is not None and ids[0].as_py() <= last):
+            raise _NotInOrder(str(path))
+        last = ids[n - 1].as_py()
+        buffer.append(pa.Table.from_batches([batch]))
+        held += n
+        while held >= size:
+            whole = pa.concat_tables(buffer)
+            yield whole.slice(0, size)
+            buffer, held = [whole.slice(size)], held - size
+    if held:
+        yield pa.concat_tables(buffer)
+
+
+def _chunks(inputs: dict[str, Path], size: int) -> Iterator[tuple]:
+    """(customers, bills, payments) frames of ``size`` customers at a time, in customer order.
+
+    Raises:
+        _NotInOrder: An input turned out not to be in customer order (sort it and retry).
+    """
     streams = {n: _Stream(inputs[n], _COLUMNS[n]) for n in ("bills", "payments")}
-    for lo in range(0, len(customers), size):
-        chunk = customers.iloc[lo : lo + size]
-        last = chunk["customer_id"].iloc[-1]
-        yield chunk, _frame(streams["bills"].until(last)), _frame(streams["payments"].until(last))
+    for chunk in _customer_chunks(inputs["customers"], size):
+        last = chunk["customer_id"][-1].as_py()
+        yield (
+            _frame(chunk),
+            _frame(streams["bills"].until(last)),
+            _frame(streams["payments"].until(last)),
+        )
+
+
+def customer_count(path: Path) -> int:
+    return pq.read_metadata(path).num_rows
 
 
 def data_end(con, inputs: dict[str, Path]) -> pd.Timestamp:
@@ -186,13 +223,13 @@ def main(
         con = _connect(params, workdir)
         inputs = {n: validated / f"{n}.parquet" for n in _COLUMNS}
         end = pd.Timestamp(label.data_end) if label.data_end else data_end(con, inputs)
-        customers = _frame(pq.read_table(inputs["customers"]).sort_by("customer_id"))
+        n = customer_count(inputs["customers"])
         size = max(100, min(params.chunk_customers, params.chunk_rows // len(snaps.as_of)))
         try:  # most inputs are in customer order already: find out while streaming them
-            counts = _run(customers, inputs, size, snaps, costs, grace, label, end, staging)
+            counts = _run(n, inputs, size, snaps, costs, grace, label, end, staging)
         except _NotInOrder:
-            inputs.update({n: _sort(con, inputs[n], workdir) for n in ("bills", "payments")})
-            counts = _run(customers, inputs, size, snaps, costs, grace, label, end, staging)
+            inputs.update({t: _sort(con, inputs[t], workdir) for t in _COLUMNS})
+            counts = _run(n, inputs, size, snaps, costs, grace, label, end, staging)
         con.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -208,13 +245,13 @@ def main(
     return summary
 
 
-def _run(customers, inputs, size, snaps, costs, grace, label, end, staging) -> pd.DataFrame:
+def _run(n_customers, inputs, size, snaps, costs, grace, label, end, staging) -> pd.DataFrame:
     """Stream the chunks through the engine into the two Parquet files; counts per snapshot."""
     text = [f.name for f in FEATURE_SCHEMA if pa.types.is_string(f.type)]
     counts = []
-    n_chunks = -(-len(customers) // size)
+    n_chunks = -(-n_customers // size)
     chunks = tqdm(
-        _chunks(customers, inputs, size),
+        _chunks(inputs, size),
         total=n_chunks,
         desc="features",
         unit="chunk",

@@ -41,6 +41,7 @@ from pipelines.features import (
     _frame,
     _NotInOrder,
     _sort,
+    customer_count,
     data_end,
 )
 from pipelines.io import write_json
@@ -280,18 +281,20 @@ def main(
             if (as_of or params.score.as_of)
             else default_as_of(data_end(con, inputs))
         )
-        customers = _frame(pq.read_table(inputs["customers"]).sort_by("customer_id"))
-        if customers.empty:
+        n = customer_count(inputs["customers"])
+        if n == 0:
             raise ScoreError(f"{inputs['customers']}: no customers to score")
         size = params.score.partition_customers
-        manifest = _manifest(day, size, model, inputs, len(customers))
+        manifest = _manifest(day, size, model, inputs, n)
         _prepare_out(out, manifest, overwrite)
-        args = (customers, inputs, size, day, costs, grace, model, out, progress)
-        try:
-            stats = _run(*args)
+        try:  # inputs in customer order are streamed as they are; others sorted first
+            stats = _run(n, inputs, size, day, costs, grace, model, out, progress)
         except _NotInOrder:
-            inputs.update({n: _sort(con, inputs[n], workdir) for n in ("bills", "payments")})
-            stats = _run(*((customers, inputs) + args[2:]))
+            # Partitions made before the disorder showed may lack rows found later: redo all.
+            for part in out.glob("part-*.parquet"):
+                part.unlink()
+            inputs.update({t: _sort(con, inputs[t], workdir) for t in TABLES})
+            stats = _run(n, inputs, size, day, costs, grace, model, out, progress)
         con.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -333,15 +336,15 @@ def _prepare_out(out: Path, manifest: dict, overwrite: bool) -> None:
     write_json(manifest, path)
 
 
-def _run(customers, inputs, size, day, costs, grace, model, out, progress) -> list[dict]:
+def _run(n_customers, inputs, size, day, costs, grace, model, out, progress) -> list[dict]:
     schema = output_schema(model)
     snaps = Snapshots((day,))
     tmp = out / "_tmp"
     tmp.mkdir(exist_ok=True)
-    n_parts = -(-len(customers) // size)
+    n_parts = -(-n_customers // size)
     stats = []
-    bar = tqdm(total=len(customers), desc="score", unit="customer", disable=progress is False)
-    for i, (cust, bills, pays) in enumerate(_chunks(customers, inputs, size)):
+    bar = tqdm(total=n_customers, desc="score", unit="customer", disable=progress is False)
+    for i, (cust, bills, pays) in enumerate(_chunks(inputs, size)):
         t0 = time.perf_counter()
         path = out / f"part-{i:05d}.parquet"
         done = _done(path)
@@ -437,11 +440,12 @@ def feature_sample(
 ) -> pd.DataFrame:
     """Feature rows of the first customers at ``as_of`` (an input example for the pyfunc)."""
     inputs = {t: validated / f"{t}.parquet" for t in TABLES}
-    cust = _frame(pq.read_table(inputs["customers"]).sort_by("customer_id").slice(0, customers))
-    last = cust["customer_id"].iloc[-1]
+    first = pq.ParquetFile(inputs["customers"]).iter_batches(batch_size=customers)
+    cust = _frame(pa.Table.from_batches([next(first)])).sort_values("customer_id")
+    ids = cust["customer_id"].tolist()
     parts = []
     for t in ("bills", "payments"):
-        table = pq.read_table(inputs[t], filters=[("customer_id", "<=", last)])
+        table = pq.read_table(inputs[t], filters=[("customer_id", "in", ids)])
         parts.append(_frame(table))
     costs = {c: t.supply_cost_per_kwh for c, t in params.tariffs.by_class().items()}
     grace = int(round(params.features.disconnected_grace_months * 30.4375))

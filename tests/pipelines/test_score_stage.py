@@ -103,6 +103,31 @@ def test_partition_size_does_not_change_the_output(default_run, segmented, tmp_p
     pd.testing.assert_frame_equal(outs[0].reset_index(drop=True), outs[1].reset_index(drop=True))
 
 
+def test_inputs_out_of_customer_order_give_the_same_scores(
+    scored, default_run, segmented, tmp_path, params
+):
+    import pyarrow.parquet as pq
+
+    _, _, want = scored
+    root, _, _ = default_run
+    shuffled = tmp_path / "validated"
+    shuffled.mkdir()
+    rng = np.random.default_rng(3)
+    for table in ("customers", "bills", "payments"):
+        t = pq.read_table(root / "validated" / f"{table}.parquet")
+        pq.write_table(t.take(rng.permutation(t.num_rows)), shuffled / f"{table}.parquet")
+    model, *_ = score.load_decision_model(
+        str(root / "model"), str(segmented[0] / "model"), params, tmp_path / "m"
+    )
+    p = params.model_copy(
+        update={"score": params.score.model_copy(update={"partition_customers": 4000})}
+    )
+    rec = score.main(shuffled, tmp_path / "out", p, model, AS_OF, progress=False)
+    got = score.read_scores(tmp_path / "out")
+    assert rec["partitions"] == 5 and got["customer_id"].is_monotonic_increasing
+    pd.testing.assert_frame_equal(got, want)
+
+
 def _cli(params_path: Path, root: Path, seg: Path, out: Path, *extra: str) -> list[str]:
     return [
         str(Path(sys.executable).parent / "gridscore"),
