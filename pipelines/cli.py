@@ -368,8 +368,17 @@ def explain(
 
 @app.command()
 def score(
-    validated: Annotated[Path, typer.Option(help="validated tables (the validate stage's output)")],
     out: Annotated[Path, typer.Option(help="folder of the scored base (Parquet partitions)")],
+    validated: Annotated[
+        Path | None, typer.Option(help="validated tables (the validate stage's output)")
+    ] = None,
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            help="a raw-data folder instead: validated first, as the validate stage does, "
+            "into OUT/../<out>.validated and <out>.quarantine"
+        ),
+    ] = None,
     as_of: Annotated[
         str | None,
         typer.Option(help="YYYY-MM-DD [default: score.as_of, else the data's last month end]"),
@@ -402,10 +411,25 @@ def score(
     from models.arrears import FeatureMismatchError
     from pipelines import score as stage
     from pipelines.io import write_json
+    from pipelines.validate import QuarantineLimitError
 
     workdir = Path(tempfile.mkdtemp(prefix="gridscore-models-"))
     try:
         p = load_params(params)
+        if (raw is None) == (validated is None):
+            raise ValueError("give one of --validated (validated tables) or --raw (a raw folder)")
+        if raw is not None:
+            from pipelines import validate as checks
+
+            validated = out.with_name(f"{out.name}.validated")
+            quarantine = quarantine or out.with_name(f"{out.name}.quarantine")
+            checks.main(
+                raw,
+                validated,
+                quarantine,
+                out.with_name(f"{out.name}.validation.json"),
+                p.validate_.max_quarantine_share,
+            )
         model, a_dir, s_dir = stage.load_decision_model(
             arrears_model or p.score.arrears_model,
             segments_model or p.score.segments_model,
@@ -436,7 +460,14 @@ def score(
                 stage.DECISION_MODEL if p.score.register_model else None,
             )
             _run_file(out).write_text(json.dumps(logged, indent=2))
-    except (ParamsError, ValueError, FileNotFoundError, FeatureMismatchError) as exc:
+    except (
+        ParamsError,
+        ValueError,
+        FileNotFoundError,
+        FeatureMismatchError,
+        ContractError,
+        QuarantineLimitError,
+    ) as exc:
         raise _fail(str(exc)) from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -128,6 +128,26 @@ def test_inputs_out_of_customer_order_give_the_same_scores(
     pd.testing.assert_frame_equal(got, want)
 
 
+def test_a_raw_folder_is_validated_then_scored(default_run, segmented, tiny_raw, tmp_path):
+    root, _, _ = default_run
+    params_path = _params(tmp_path)
+    out = tmp_path / "scores"
+    cmd = _cli(params_path, root, segmented[0] / "model", out)
+    at = cmd.index("--validated")
+    cmd[at : at + 2] = ["--raw", str(tiny_raw)]
+    cmd[cmd.index("--as-of") + 1] = "2024-03-31"
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rec = json.loads((out / score.RECONCILIATION).read_text())
+    assert rec["customers_in"] == rec["scored"] == 3 and rec["balanced"]
+    assert rec["quarantined_upstream"] == {"bills": 0, "customers": 0, "payments": 0}
+    got = score.read_scores(out)
+    assert got["flags"].str.contains("insufficient_history").all()  # three months billed
+    (tiny_raw / "bills.csv").write_text("customer_id,period\nC1,2024-01\n")
+    bad = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "bills.csv" in bad.stderr and "kwh" in bad.stderr
+
+
 def _cli(params_path: Path, root: Path, seg: Path, out: Path, *extra: str) -> list[str]:
     return [
         str(Path(sys.executable).parent / "gridscore"),
