@@ -437,8 +437,8 @@ def score(
             workdir,
         )
         rec = stage.main(validated, out, p, model, as_of, quarantine, overwrite)
-        if metrics is not None:
-            write_json(rec, metrics)
+        if metrics is not None:  # without the run time: a rerun leaves the metric unchanged
+            write_json({k: v for k, v in rec.items() if k != "seconds"}, metrics)
         if p.tracking.enabled:
             from pipelines import tracking
 
