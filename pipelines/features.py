@@ -103,7 +103,10 @@ class _Stream:
 
     def __init__(self, path: Path, columns: list[str] | None):
         self._schema = pq.read_schema(path)
-        self._batches = pq.ParquetFile(path).iter_batches(batch_size=500_000, columns=columns)
+        # pre_buffer off: with it, pyarrow keeps what it read ahead, and memory grows with the file
+        self._batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(
+            batch_size=500_000, columns=columns
+        )
         self._columns = columns
         self._buffer: pa.Table | None = None
         self._last: str | None = None
@@ -152,7 +155,7 @@ def _customer_chunks(path: Path, size: int) -> Iterator[pa.Table]:
     buffer: list[pa.Table] = []
     held = 0
     last: str | None = None
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=min(size, 65_536)):
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=min(size, 65_536)):
         ids = batch.column("customer_id")
         n = len(ids)
         if n == 0:
