@@ -25,12 +25,19 @@ def contributions(model: ArrearsModel, X: pd.DataFrame) -> tuple[pd.DataFrame, n
     Raises:
         AssertionError: additivity fails (base + contributions != raw score) beyond 1e-6.
     """
+    contrib, base, _, _ = _checked_contributions(model, X)
+    return contrib, base
+
+
+def _checked_contributions(model: ArrearsModel, X: pd.DataFrame):
+    """Contributions, base values, the booster's raw scores and the largest additivity gap."""
     raw = model.booster_.predict(X, num_iteration=model.best_iteration_, pred_contrib=True)
     contrib = pd.DataFrame(raw[:, :-1], columns=list(X.columns), index=X.index)
     base = raw[:, -1]
-    gap = np.abs(contrib.sum(axis=1).to_numpy() + base - model.predict_margin(X)).max(initial=0.0)
+    margin = model.predict_margin(X)
+    gap = float(np.abs(contrib.sum(axis=1).to_numpy() + base - margin).max(initial=0.0))
     assert gap < 1e-6, f"SHAP additivity broken by {gap}"
-    return contrib, base
+    return contrib, base, margin, gap
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Explained:
     contrib: pd.DataFrame
     grouped: pd.DataFrame
     reasons: pd.DataFrame
+    additivity_gap: float = 0.0  # largest |base + Σ contributions − raw score| over the rows
 
 
 def explain_rows(
@@ -62,7 +70,7 @@ def explain_rows(
     """
     rows = rows.reset_index(drop=True)
     X = to_matrix(rows, model.spec_)
-    contrib, base = contributions(model, X)
+    contrib, base, _, gap = _checked_contributions(model, X)
     raw = base + contrib.sum(axis=1).to_numpy()
     pd_ = model.predict_proba(X)
     exposure, el = expected_loss(
@@ -86,7 +94,7 @@ def explain_rows(
     )
     grouped = group_by_cause(contrib)
     reasons = top_reasons(grouped, rows, top_n, min_contribution)
-    return Explained(keys, contrib, grouped, reasons)
+    return Explained(keys, contrib, grouped, reasons, gap)
 
 
 def _column(rows: pd.DataFrame, name: str) -> np.ndarray:

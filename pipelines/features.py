@@ -190,6 +190,12 @@ def _chunks(inputs: dict[str, Path], size: int) -> Iterator[tuple]:
         )
 
 
+def engine_settings(params: FeatureParams, tariffs: Tariffs) -> tuple[dict[str, float], int]:
+    """What the feature engine takes from params: supply cost per tariff class, grace days."""
+    costs = {c: t.supply_cost_per_kwh for c, t in tariffs.by_class().items()}
+    return costs, int(round(params.disconnected_grace_months * 30.4375))
+
+
 def customer_count(path: Path) -> int:
     return pq.read_metadata(path).num_rows
 
@@ -216,8 +222,7 @@ def main(
     """Run the stage; see the module docstring."""
     started = time.perf_counter()
     snaps = Snapshots(tuple(pd.Timestamp(d) for d in params.snapshots.as_of()))
-    costs = {c: t.supply_cost_per_kwh for c, t in tariffs.by_class().items()}
-    grace = int(round(params.disconnected_grace_months * 30.4375))
+    costs, grace = engine_settings(params, tariffs)
     workdir = Path(tempfile.mkdtemp(prefix="gridscore-features-"))
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)

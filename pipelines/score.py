@@ -43,6 +43,7 @@ from pipelines.features import (
     _sort,
     customer_count,
     data_end,
+    engine_settings,
 )
 from pipelines.io import write_json
 
@@ -271,8 +272,7 @@ def main(
     for path in inputs.values():
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing (run the validate stage first)")
-    costs = {c: t.supply_cost_per_kwh for c, t in params.tariffs.by_class().items()}
-    grace = int(round(params.features.disconnected_grace_months * 30.4375))
+    costs, grace = engine_settings(params.features, params.tariffs)
     workdir = Path(tempfile.mkdtemp(prefix="gridscore-score-"))
     try:
         con = _connect(params.features, workdir)
@@ -447,7 +447,6 @@ def feature_sample(
     for t in ("bills", "payments"):
         table = pq.read_table(inputs[t], filters=[("customer_id", "in", ids)])
         parts.append(_frame(table))
-    costs = {c: t.supply_cost_per_kwh for c, t in params.tariffs.by_class().items()}
-    grace = int(round(params.features.disconnected_grace_months * 30.4375))
+    costs, grace = engine_settings(params.features, params.tariffs)
     feats = features_of(prepare(cust, *parts), Snapshots((pd.Timestamp(as_of),)), costs, grace)
     return feats.head(5).reset_index(drop=True)

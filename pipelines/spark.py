@@ -20,7 +20,7 @@ import pyarrow as pa
 from features.engine import Snapshots, features_of, prepare
 from models.decision import DecisionModel
 from pipelines.config import Params
-from pipelines.features import FEATURE_SCHEMA, FEATURE_TABLE
+from pipelines.features import FEATURE_SCHEMA, FEATURE_TABLE, engine_settings
 from pipelines.score import output_schema
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ def features_spark(spark, validated: str, params: Params, as_of: str, buckets: i
     from pyspark.sql import functions as F
 
     day = pd.Timestamp(as_of)
-    costs = {c: t.supply_cost_per_kwh for c, t in params.tariffs.by_class().items()}
-    grace = int(round(params.features.disconnected_grace_months * 30.4375))
+    costs, grace = engine_settings(params.features, params.tariffs)
     base = validated.rstrip("/")
     bucket = F.pmod(F.xxhash64("customer_id"), F.lit(buckets)).alias("bucket")
     customers = spark.read.parquet(f"{base}/customers.parquet")
