@@ -504,6 +504,12 @@ def score_spark(
     workdir = Path(tempfile.mkdtemp(prefix="gridscore-models-"))
     try:
         p = load_params(params)
+        if "://" not in validated:  # a local folder: say which table is missing before Spark
+            for table in stage.TABLES:
+                if not (Path(validated) / f"{table}.parquet").exists():
+                    raise FileNotFoundError(
+                        f"{Path(validated) / table}.parquet: missing (run the validate stage)"
+                    )
         if decision_model is not None:
             model = stage.load_decision_pyfunc(decision_model)
         else:

@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from features.engine import Snapshots
 from models.arrears import FeatureMismatchError
 from models.decision import FeatureMissing
 from pipelines import score
+from pipelines.cli import app
 from pipelines.config import load_params
 from tests.conftest import PROJECT
 
@@ -342,3 +344,19 @@ def test_snapshots_helper_is_month_end():
     assert score.default_as_of(pd.Timestamp("2026-01-31")) == pd.Timestamp("2026-01-31")
     assert Snapshots((pd.Timestamp(AS_OF),)).as_of[0] == pd.Timestamp(AS_OF)
     assert load_params(PROJECT / "params.yaml").score.partition_customers > 0
+
+
+def test_score_spark_names_a_missing_table_before_starting_spark(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "score-spark",
+            "--validated",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--as-of",
+            AS_OF,
+        ],
+    )
+    assert result.exit_code == 2 and "customers.parquet: missing" in result.output
