@@ -27,11 +27,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def _generator(customers: int, months: int, out: Path, q) -> None:
     from pipelines.config import load_params
-    from pipelines.generate import main
+    from pipelines.generate import write_base
 
     params = load_params(PROJECT / "params.yaml")
     t0 = time.perf_counter()
-    counts = main(customers, months, "2023-01", 1, params.tariffs, out / "raw", out / "truth")
+    counts = write_base(customers, months, "2023-01", 1, params.tariffs, out / "raw", out / "truth")
     q.put(
         {
             "seconds": time.perf_counter() - t0,

@@ -81,11 +81,13 @@ def _cores() -> float:
 
 def _generate(customers: int, months: int, root: Path, q) -> None:
     from pipelines.config import load_params
-    from pipelines.generate import main
+    from pipelines.generate import write_base
 
     params = load_params(PROJECT / "params.yaml")
     t0 = time.perf_counter()
-    counts = main(customers, months, "2023-01", 1, params.tariffs, root / "validated", root / "t")
+    counts = write_base(
+        customers, months, "2023-01", 1, params.tariffs, root / "validated", root / "t"
+    )
     q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb(), "rows": counts})
 
 
@@ -93,19 +95,18 @@ def _features(root: Path, dates: list[str] | None, out: Path, q) -> None:
     """The `features` stage; ``dates`` None: the snapshots of params.yaml."""
     from datetime import date
 
+    from pipelines import features
     from pipelines.config import load_params
-    from pipelines.features import main
 
     params = load_params(PROJECT / "params.yaml")
-    feats = params.features
     if dates:
         as_of = tuple(date.fromisoformat(d) for d in dates)
-        snaps = feats.snapshots.model_copy(update={"dates": as_of, "first": None, "last": None})
-        feats = feats.model_copy(update={"snapshots": snaps})
+        snaps = params.features.snapshots.model_copy(
+            update={"dates": as_of, "first": None, "last": None}
+        )
+        params = params.override("features", snapshots=snaps)
     t0 = time.perf_counter()
-    summary = main(
-        root / "validated", out, root / "summary.json", feats, params.label, params.tariffs
-    )
+    summary = features.run(params, features.Paths(root / "validated", out, root / "summary.json"))
     q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb(), "rows": summary["rows"]})
 
 

@@ -38,30 +38,28 @@ def _rss_mb() -> float:
 
 def _generate(customers: int, months: int, root: Path, q) -> None:
     from pipelines.config import load_params
-    from pipelines.generate import main
+    from pipelines.generate import write_base
 
     params = load_params(PROJECT / "params.yaml")
-    counts = main(
+    counts = write_base(
         customers, months, "2023-01", 1, params.tariffs, root / "validated", root / "truth"
     )
     q.put({"rows": counts})
 
 
 def _stage(root: Path, dates: list[str], q) -> None:
+    from pipelines import features
     from pipelines.config import load_params
-    from pipelines.features import main
 
     params = load_params(PROJECT / "params.yaml")
     as_of = tuple(date.fromisoformat(d) for d in dates)
     snaps = params.features.snapshots.model_copy(
         update={"dates": as_of, "first": None, "last": None}
     )
-    feats = params.features.model_copy(update={"snapshots": snaps})
+    params = params.override("features", snapshots=snaps)
     t0 = time.perf_counter()
     out = root / f"features_{len(dates)}"
-    summary = main(
-        root / "validated", out, root / "summary.json", feats, params.label, params.tariffs
-    )
+    summary = features.run(params, features.Paths(root / "validated", out, root / "summary.json"))
     q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb(), "rows": summary["rows"]})
 
 

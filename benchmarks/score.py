@@ -41,40 +41,42 @@ def _params():
     from pipelines.config import load_params
 
     p = load_params(PROJECT / "params.yaml")
-    return p.model_copy(update={"tracking": p.tracking.model_copy(update={"enabled": False})})
+    return p.without_tracking()
 
 
 def _generate(customers: int, months: int, root: Path, q) -> None:
-    from pipelines.generate import main
+    from pipelines.generate import write_base
 
     t0 = time.perf_counter()
-    main(customers, months, "2023-01", 1, _params().tariffs, root / "validated", root / "truth")
+    write_base(
+        customers, months, "2023-01", 1, _params().tariffs, root / "validated", root / "truth"
+    )
     shutil.rmtree(root / "truth", ignore_errors=True)
     q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb()})
 
 
 def _features(root: Path, q) -> None:
-    from pipelines.features import main
+    from pipelines import features
 
     p = _params()
     snaps = p.features.snapshots.model_copy(
         update={"dates": (date.fromisoformat(AS_OF),), "first": None, "last": None}
     )
-    feats = p.features.model_copy(update={"snapshots": snaps})
+    p = p.override("features", snapshots=snaps)
     t0 = time.perf_counter()
-    summary = main(
-        root / "validated", root / "features", root / "f.json", feats, p.label, p.tariffs
+    summary = features.run(
+        p, features.Paths(root / "validated", root / "features", root / "f.json")
     )
     q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb(), "rows": summary["rows"]})
 
 
 def _score(root: Path, arrears: str, segments: str, q) -> None:
-    from pipelines import score
+    from pipelines import decision, score
 
-    p = _params()
+    p = _params().override("score", as_of=AS_OF)
     t0 = time.perf_counter()
-    model, _, _ = score.load_decision_model(arrears, segments, p, root / "models")
-    rec = score.main(root / "validated", root / "scores", p, model, AS_OF, progress=False)
+    model = decision.load(arrears, segments, p, root / "models").model
+    rec = score.score_base(root / "validated", root / "scores", p, model, progress=False)
     seconds = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in (root / "scores").glob("part-*.parquet"))
     q.put(

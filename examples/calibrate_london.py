@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from features.calibration import household_figures
 from pipelines.config import load_params
-from pipelines.generate import main as generate
+from pipelines.generate import write_base as generate
 
 PROJECT = Path(__file__).resolve().parents[1]
 

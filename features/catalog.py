@@ -38,6 +38,10 @@ class Feature:
 
 PAYMENT_WINDOWS = (3, 6, 12)
 CONSUMPTION_WINDOWS = (1, 3, 6, 12)
+#: Mean days in a month (365.25 / 12): tenure and months-since in months of this length.
+DAYS_PER_MONTH = 30.4375
+#: Hours in such a month: a load factor is kWh / (kVA x HOURS_PER_MONTH).
+HOURS_PER_MONTH = 24 * DAYS_PER_MONTH
 
 
 def _ledger() -> list[Feature]:
@@ -330,11 +334,6 @@ FEATURES: tuple[Feature, ...] = _all()
 COMPUTED: tuple[str, ...] = tuple(f.name for f in FEATURES if f.group != "static")
 STATIC: tuple[str, ...] = tuple(f.name for f in FEATURES if f.group == "static")
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
-
-
-def monotone_directions(names: list[str]) -> list[int]:
-    """Risk direction of each named feature (0 for names not in the catalog)."""
-    return [BY_NAME[n].risk_direction if n in BY_NAME else 0 for n in names]
 
 
 def render_markdown() -> str:

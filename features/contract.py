@@ -16,6 +16,8 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
 
+from features.errors import GridscoreError
+
 TARIFF_CLASSES: tuple[str, ...] = (
     "residential",
     "commercial",
@@ -30,7 +32,7 @@ DATE_DTYPE = "datetime64[us]"
 Kind = Literal["string", "category", "bool", "float", "date", "period"]
 
 
-class ContractError(ValueError):
+class ContractError(GridscoreError):
     """A raw file cannot be used at all (missing, empty, a required column absent, ...)."""
 
 

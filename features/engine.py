@@ -9,7 +9,7 @@ only bills issued and payments made on or before ``as_of``; see ``docs/features.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,8 +87,11 @@ class Chunk:
     payments: dict[str, np.ndarray]
 
 
-def _group(ids: pd.Series, index: pd.Index, table: str) -> tuple[np.ndarray, np.ndarray]:
-    """Sort order grouping rows by customer, and each customer's start offset."""
+def _group(
+    ids: pd.Series, index: pd.Index, table: str, *within: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sort order grouping rows by customer (then by the ``within`` keys, first key first),
+    and each customer's start offset."""
     keys = pa.array(index.astype("str"), pa.string())
     found = pc.index_in(pa.array(ids.astype("str"), pa.string()), value_set=keys)
     if found.null_count:
@@ -97,7 +100,7 @@ def _group(ids: pd.Series, index: pd.Index, table: str) -> tuple[np.ndarray, np.
             f"{table}: customer_id {ids.iloc[first]!r} is not in the chunk's customers"
         )
     pos = found.to_numpy()
-    order = np.argsort(pos, kind="stable")
+    order = np.lexsort((*reversed(within), pos)) if within else np.argsort(pos, kind="stable")
     start = np.concatenate([[0], np.cumsum(np.bincount(pos, minlength=len(index)))]).astype(
         np.int64
     )
@@ -111,7 +114,15 @@ def prepare(customers: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFrame
     if not index.is_unique:
         raise ValueError("customers: customer_id is not unique")
     b_order, b_start = _group(bills["customer_id"], index, "bills")
-    p_order, p_start = _group(payments["customer_id"], index, "payments")
+    # Payments in a total order (day, then amount), whatever the file's order: the ledger adds
+    # them up in that order, so a reordered extract gives the same sums to the last bit.
+    p_order, p_start = _group(
+        payments["customer_id"],
+        index,
+        "payments",
+        _days(payments["paid_on"]),
+        payments["amount"].to_numpy(np.float64),
+    )
     b = bills.iloc[b_order]
     p = payments.iloc[p_order]
     return Chunk(
@@ -159,15 +170,36 @@ def build_features(
     return features_of(prepare(customers, bills, payments), snapshots, supply_cost, grace_days)
 
 
+#: Why a customer is not a row at a snapshot (the kernel's status codes, said in words).
+INACTIVE_REASONS = {
+    kernel.NOT_BILLED_YET: "not_billed_yet",
+    kernel.NOT_CONNECTED_YET: "not_connected_yet",
+    kernel.DISCONNECTED: "disconnected_before_as_of",
+}
+
+
 def features_of(
     chunk: Chunk, snapshots: Snapshots, supply_cost: Mapping[str, float], grace_days: int
 ) -> pd.DataFrame:
     """:func:`build_features` on a prepared chunk."""
+    return features_and_inactive(chunk, snapshots, supply_cost, grace_days)[0]
+
+
+def features_and_inactive(
+    chunk: Chunk, snapshots: Snapshots, supply_cost: Mapping[str, float], grace_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The feature rows of a prepared chunk, and every customer-snapshot that is not a row.
+
+    Returns:
+        The feature table (as :func:`build_features`) and ``customer_id``, ``as_of``,
+        ``reason`` (one of :data:`INACTIVE_REASONS`) for each customer at each snapshot at
+        which it is not active: together they account for every customer at every snapshot.
+    """
     c = chunk.customers
     lo, hi = _month_range(chunk, snapshots)
     month_end, base = _month_end_table(lo, hi)
     cost = c["tariff_class"].map(dict(supply_cost)).to_numpy(np.float64)
-    values, active = kernel.compute_features(
+    values, status = kernel.compute_features(
         chunk.b_start,
         chunk.bills["issued"],
         chunk.bills["month"],
@@ -188,14 +220,24 @@ def features_of(
         grace_days,
     )
     n_snap = len(snapshots.as_of)
-    rows = np.flatnonzero(active)
+    days = pd.DatetimeIndex(snapshots.as_of).astype("datetime64[us]")
+    ids = c["customer_id"].to_numpy()
+    rows = np.flatnonzero(status == kernel.ACTIVE)
     cust, snap = rows // n_snap, rows % n_snap
     frame = pd.DataFrame(values[rows], columns=list(COMPUTED))
-    frame.insert(0, "as_of", pd.DatetimeIndex(snapshots.as_of).astype("datetime64[us]")[snap])
-    frame.insert(0, "customer_id", c["customer_id"].to_numpy()[cust])
+    frame.insert(0, "as_of", days[snap])
+    frame.insert(0, "customer_id", ids[cust])
     for name in STATIC:
         frame[name] = c[name].to_numpy()[cust]
-    return frame
+    out = np.flatnonzero(status != kernel.ACTIVE)
+    inactive = pd.DataFrame(
+        {
+            "customer_id": ids[out // n_snap],
+            "as_of": days[out % n_snap],
+            "reason": pd.Series(status[out]).map(INACTIVE_REASONS).to_numpy(dtype=object),
+        }
+    )
+    return frame, inactive
 
 
 def build_labels(
@@ -270,10 +312,3 @@ def labels_of(
     if keys is not None:
         frame = keys[["customer_id", "as_of"]].merge(frame, on=["customer_id", "as_of"], how="left")
     return frame
-
-
-def feature_columns(kinds: Sequence[str] = ("numeric", "bool", "categorical")) -> list[str]:
-    """Feature names of the given kinds, in catalog order."""
-    from features.catalog import FEATURES
-
-    return [f.name for f in FEATURES if f.kind in kinds]

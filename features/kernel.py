@@ -17,12 +17,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from features.catalog import COMPUTED, CONSUMPTION_WINDOWS, PAYMENT_WINDOWS
+from features.catalog import (
+    COMPUTED,
+    CONSUMPTION_WINDOWS,
+    DAYS_PER_MONTH,
+    HOURS_PER_MONTH,
+    PAYMENT_WINDOWS,
+)
 
 MISSING = np.int64(-(2**62))  # an absent date
 NEVER = np.int64(2**62)  # a bill never settled
 TOL = 0.005  # half a cent: amounts below it are zero
-DAYS_PER_MONTH = 30.4375
+# Whether a customer is a row at a snapshot, and why not (compute_features' status).
+ACTIVE, NOT_BILLED_YET, NOT_CONNECTED_YET, DISCONNECTED = 0, 1, 2, 3
 
 _IX = {name: i for i, name in enumerate(COMPUTED)}
 N_FEATURES = len(COMPUTED)
@@ -153,13 +160,15 @@ def compute_features(
         grace_days: A customer disconnected more than this before as_of is not a row.
 
     Returns:
-        ``(values, active)``: ``values[c * S + s]`` holds the features of customer ``c`` at
-        snapshot ``s`` in the order of ``catalog.COMPUTED``; ``active`` marks the rows that exist.
+        ``(values, status)``: ``values[c * S + s]`` holds the features of customer ``c`` at
+        snapshot ``s`` in the order of ``catalog.COMPUTED``; ``status`` says whether that row
+        exists (``ACTIVE``) or why not (``NOT_BILLED_YET``, ``NOT_CONNECTED_YET``,
+        ``DISCONNECTED``): the one place the activity rule is written.
     """
     n_cust = len(b_start) - 1
     n_snap = len(snap_day)
     out = np.full((n_cust * n_snap, N_FEATURES), np.nan)
-    active = np.zeros(n_cust * n_snap, dtype=np.bool_)
+    status = np.full(n_cust * n_snap, ACTIVE, dtype=np.int8)
     g0 = snap_month.min() - 12 if n_snap else 0
     for c in prange(n_cust):  # customers are independent: rows of out are disjoint
         b0, b1, p0, p1 = b_start[c], b_start[c + 1], p_start[c], p_start[c + 1]
@@ -176,21 +185,23 @@ def compute_features(
         for s in range(n_snap):
             d = snap_day[s]
             nb = np.searchsorted(issued, d, side="right")
+            row = c * n_snap + s
             start = connected[c]
             if start == MISSING:
                 if nb == 0:
+                    status[row] = NOT_BILLED_YET
                     continue
                 start = issued[0]
             if start > d:
+                status[row] = NOT_CONNECTED_YET
                 continue
             if disconnected[c] != MISSING and disconnected[c] < d - grace_days:
+                status[row] = DISCONNECTED
                 continue
-            row = c * n_snap + s
-            active[row] = True
             _snapshot(out[row], d, snap_month[s], nb, start, issued, month, due, amount, kwh, cum_billed,
                       settled, paid_by_due, pay_day, pay_amount, cum_paid, grid_dpd, g0, month_end,
                       month_base, capacity[c], supply_cost[c])  # fmt: skip
-    return out, active
+    return out, status
 
 
 @njit(cache=True)
@@ -296,7 +307,7 @@ def _consumption(o, M, nb, month, amount, kwh, capacity, cost):
     kmean = o[CONS_IX[len(CONS_W) - 1][1]]
     o[I_TREND] = _slope(k12) / kmean if kmean > 0 else np.nan
     o[I_SEASON] = np.nanmax(k12) / kmean if kmean > 0 else np.nan
-    o[I_LOAD] = kmean / (capacity * 730.5) if capacity > 0 else np.nan
+    o[I_LOAD] = kmean / (capacity * HOURS_PER_MONTH) if capacity > 0 else np.nan
     recent = _nanmean(k12[9:])
     before = _nanmean(last_year)
     o[I_YOY] = recent / before - 1.0 if before > 0 else np.nan

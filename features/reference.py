@@ -13,10 +13,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from features.catalog import CONSUMPTION_WINDOWS, PAYMENT_WINDOWS
+from features.catalog import CONSUMPTION_WINDOWS, DAYS_PER_MONTH, HOURS_PER_MONTH, PAYMENT_WINDOWS
 
 TOL = 0.005
-DAYS_PER_MONTH = 30.4375
 KEY = "customer_id"
 
 
@@ -91,6 +90,22 @@ def active_customers(
     gone = c["disconnected_on"] < as_of - pd.Timedelta(days=grace_days)
     keep = start.notna() & (start <= as_of) & ~gone
     return start[keep]
+
+
+def inactive_reasons(
+    customers: pd.DataFrame, bills: pd.DataFrame, as_of: pd.Timestamp, grace_days: int
+) -> pd.Series:
+    """Why each customer that is not a row at ``as_of`` is not (indexed by customer):
+    no connection date and no bill yet, connected after as_of, or gone before the grace."""
+    first_bill = bills.loc[bills["issued_on"] <= as_of].groupby(KEY)["issued_on"].min()
+    c = customers.set_index(KEY)
+    start = c["connected_on"].fillna(first_bill.reindex(c.index).astype(c["connected_on"].dtype))
+    reason = pd.Series(None, index=c.index, dtype="object")
+    reason[start.isna()] = "not_billed_yet"
+    reason[start.notna() & (start > as_of)] = "not_connected_yet"
+    gone = c["disconnected_on"] < as_of - pd.Timedelta(days=grace_days)
+    reason[reason.isna() & gone] = "disconnected_before_as_of"
+    return reason.dropna()
 
 
 def reference_features(
@@ -199,7 +214,7 @@ def _consumption(out, bills, customers, as_of, supply_cost) -> None:
     out["kwh_trend_12m"] = (slope / kmean).where(kmean > 0)
     out["seasonality_ratio_12m"] = (g["kwh"].max() / kmean).where(kmean > 0)
     capacity = customers["contract_capacity_kva"].reindex(out.index)
-    out["load_factor_12m"] = (kmean / (capacity * 730.5)).where(capacity > 0)
+    out["load_factor_12m"] = (kmean / (capacity * HOURS_PER_MONTH)).where(capacity > 0)
     last3 = recent[recent["ago"] <= 3].groupby(KEY)["kwh"].mean()
     year_ago = bills[(ago >= 13) & (ago <= 15)].groupby(KEY)["kwh"].mean()
     out["kwh_yoy_change"] = (last3 / year_ago - 1.0).where(year_ago > 0)

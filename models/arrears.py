@@ -14,12 +14,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.errors import GridscoreError
 from models.calibration import Calibrator
 
 KEYS = ("customer_id", "as_of")
 
 
-class FeatureMismatchError(ValueError):
+class FeatureMismatchError(GridscoreError):
     """The table given to a model lacks features it was trained on, or has the wrong kind."""
 
 

@@ -1,8 +1,11 @@
 """The whole decision for a customer, from its features: tier, PD, grade, loss, reasons, action.
 
 One object bundles the value-segment pipeline (cluster -> tier), the arrears model (PD,
-grade, expected loss, SHAP reason codes) and the service/credit policy, so the batch job,
-the MLflow pyfunc and the Spark path all run exactly the same code on a feature frame.
+grade, expected loss, SHAP reason codes) and the service/credit policy. It is the one
+decision path: the score stage, the explain stage, ``gridscore explain --customer``, the
+MLflow pyfunc and the Spark path all run :meth:`DecisionModel.decide` (or
+:meth:`DecisionModel.explain`, the same decision with its SHAP contributions) on a feature
+frame.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.errors import GridscoreError, InputMissing
 from models.arrears import ArrearsModel
-from models.explain import explain_rows
+from models.explain import Explained, explain_rows
 from models.policy import recommend
 from models.reasons import CATALOG_VERSION
 
@@ -51,9 +55,9 @@ class DecisionConfig:
     horizon_months: int
     service: Mapping[str, str]
     credit_action: Mapping[str, str]
-    top_n: int = 3
-    min_contribution: float = 0.05
-    min_history_months: int = 6
+    top_n: int
+    min_contribution: float
+    min_history_months: int
 
     def to_json(self) -> str:
         return json.dumps(
@@ -85,7 +89,7 @@ class Segmenter:
 
         path = folder / "pipeline.skops"
         if not path.exists() or not (folder / "tiers.json").exists():
-            raise FileNotFoundError(f"{folder}: no pipeline.skops and tiers.json (segment stage)")
+            raise InputMissing(f"{folder}: no pipeline.skops and tiers.json (segment stage)")
         meta = json.loads((folder / "tiers.json").read_text())
         pipe = sio.load(path, trusted=sio.get_untrusted_types(file=path))
         return cls(pipe, list(meta["features"]), {int(k): v for k, v in meta["tiers"].items()})
@@ -99,7 +103,7 @@ class Segmenter:
         return cluster.astype(int), tier
 
 
-class FeatureMissing(ValueError):
+class FeatureMissing(GridscoreError):
     """The feature frame lacks a column a model needs."""
 
 
@@ -108,7 +112,7 @@ class DecisionModel:
     """Features in, decisions out; see the module docstring."""
 
     arrears: ArrearsModel
-    segmenter: Segmenter
+    segmenter: Segmenter | None  # None: no value tiers (a feature table of one's own)
     config: DecisionConfig
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -127,6 +131,11 @@ class DecisionModel:
             FeatureMissing / models.arrears.FeatureMismatchError: a column a model needs is
                 not in ``feats`` (never scored with a column silently absent).
         """
+        return self.explain(feats)[0]
+
+    def explain(self, feats: pd.DataFrame) -> tuple[pd.DataFrame, Explained]:
+        """The decisions (as :meth:`decide`) and their explanation: per-feature and per-cause
+        SHAP contributions and base values, aligned with the decisions' rows."""
         c = self.config
         feats = feats.reset_index(drop=True)
         x = explain_rows(
@@ -139,10 +148,13 @@ class DecisionModel:
             c.top_n,
             c.min_contribution,
         )
-        out = x.keys
-        cluster, tier = self.segmenter.assign(feats)
+        out = x.keys.drop(columns="base_value")
+        if self.segmenter is None:
+            cluster, tier = np.full(len(feats), None), np.full(len(feats), None, dtype=object)
+        else:
+            cluster, tier = self.segmenter.assign(feats)
         out["tier"] = pd.array(tier, dtype="str")
-        out["cluster"] = cluster
+        out["cluster"] = pd.array(cluster, dtype="Int64")
         action = recommend(out["tier"], out["grade"], c.service, c.credit_action)
         out["service_level"] = action["service_level"].to_numpy()
         out["credit_action"] = action["credit_action"].to_numpy()
@@ -167,4 +179,4 @@ class DecisionModel:
         for name, version in self.versions.items():
             out[name] = version
         out["catalog_version"] = CATALOG_VERSION
-        return out[self.columns()]
+        return out[self.columns()], x

@@ -18,12 +18,15 @@ from models.arrears import ArrearsModel, to_matrix
 from models.metrics import assign_grades, expected_loss
 from models.reasons import group_by_cause, top_reasons
 
+ADDITIVITY_TOLERANCE = 1e-6
+
 
 def contributions(model: ArrearsModel, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-feature contributions (log-odds) and the base value of each row.
 
     Raises:
-        AssertionError: additivity fails (base + contributions != raw score) beyond 1e-6.
+        RuntimeError: additivity fails (base + contributions != raw score) beyond 1e-6: a
+            fault in the model or in LightGBM, never in the customer's data.
     """
     contrib, base, _, _ = _checked_contributions(model, X)
     return contrib, base
@@ -36,7 +39,8 @@ def _checked_contributions(model: ArrearsModel, X: pd.DataFrame):
     base = raw[:, -1]
     margin = model.predict_margin(X)
     gap = float(np.abs(contrib.sum(axis=1).to_numpy() + base - margin).max(initial=0.0))
-    assert gap < 1e-6, f"SHAP additivity broken by {gap}"
+    if not gap < ADDITIVITY_TOLERANCE:
+        raise RuntimeError(f"SHAP additivity broken by {gap} (tolerance {ADDITIVITY_TOLERANCE})")
     return contrib, base, margin, gap
 
 
@@ -60,8 +64,8 @@ def explain_rows(
     grade_upper_pd: Sequence[float],
     lgd: float,
     horizon_months: int,
-    top_n: int = 3,
-    min_contribution: float = 0.05,
+    top_n: int,
+    min_contribution: float,
 ) -> Explained:
     """PD, grade, expected loss, SHAP contributions and top reasons of feature rows.
 

@@ -6,6 +6,12 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from features.errors import GridscoreError
+
+
+class PolicyError(GridscoreError):
+    """params.yaml's policy has no entry for a tier or grade the models produce."""
+
 
 def recommend(
     tier: pd.Series, grade: pd.Series, service: Mapping[str, str], credit_action: Mapping[str, str]
@@ -13,12 +19,12 @@ def recommend(
     """Service level by tier and credit action by grade, row by row.
 
     Raises:
-        ValueError: A tier or grade has no entry in the policy (never a silent blank).
+        PolicyError: A tier or grade has no entry in the policy (never a silent blank).
     """
     missing_t = set(tier.dropna()) - set(service)
     missing_g = set(grade.dropna()) - set(credit_action)
     if missing_t or missing_g:
-        raise ValueError(
+        raise PolicyError(
             f"policy has no entry for tier(s) {sorted(missing_t)} / grade(s) {sorted(missing_g)}"
         )
     return pd.DataFrame(

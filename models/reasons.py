@@ -14,8 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.catalog import CONSUMPTION_WINDOWS, PAYMENT_WINDOWS
+
 CATALOG_VERSION = "2026.11-2"
 OTHER = "R99"
+_SUM_WINDOWS = tuple(w for w in CONSUMPTION_WINDOWS if w > 1)  # sum, mean, std over months
 
 
 # A text's condition takes a frame of customers' values and says, row by row, whether the text
@@ -63,7 +66,7 @@ class Cause:
     texts: tuple[tuple[object, str, str], ...]
 
 
-def _windows(*stems: str, windows=(3, 6, 12)) -> tuple[str, ...]:
+def _windows(*stems: str, windows=PAYMENT_WINDOWS) -> tuple[str, ...]:
     return tuple(f"{s}_{w}m" for s in stems for w in windows)
 
 
@@ -178,7 +181,7 @@ CAUSES: tuple[Cause, ...] = (
             "kwh_max_drop_12m",
             "zero_kwh_months_12m",
             "kwh_1m",
-            *(f"kwh_{s}_{w}m" for s in ("sum", "mean", "std") for w in (3, 6, 12)),
+            *(f"kwh_{s}_{w}m" for s in ("sum", "mean", "std") for w in _SUM_WINDOWS),
             "seasonality_ratio_12m",
             "load_factor_12m",
         ),
@@ -219,7 +222,7 @@ CAUSES: tuple[Cause, ...] = (
             "preferential_tariff",
             "energy_intensive",
             "amount_1m",
-            *(f"amount_{s}_{w}m" for s in ("sum", "mean", "std") for w in (3, 6, 12)),
+            *(f"amount_{s}_{w}m" for s in ("sum", "mean", "std") for w in _SUM_WINDOWS),
         ),
         (
             (
@@ -255,15 +258,6 @@ def group_by_cause(contrib: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-TARIFF_ZH = {
-    "residential": "居民",
-    "commercial": "商业",
-    "industrial": "工业",
-    "large_industrial": "大工业",
-    "agricultural": "农业",
-}
-
-
 _FORMATTER = string.Formatter()
 
 
@@ -278,10 +272,7 @@ def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
         return [template] * len(rows)
     columns = []
     for name in names:
-        if name == "tariff_class_zh":
-            raw = rows["tariff_class"] if "tariff_class" in rows else pd.Series([None] * len(rows))
-            columns.append([TARIFF_ZH.get(str(v), v) for v in raw])
-        elif name in rows:
+        if name in rows:
             columns.append(rows[name].tolist())
         else:
             return [None] * len(rows)
@@ -313,18 +304,13 @@ def say_all(cause: Cause, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         en[take[ok]] = np.asarray(e, dtype=object)[ok]
         zh[take[ok]] = np.asarray(z, dtype=object)[ok]
         todo[take[ok]] = False
-    assert not todo.any(), f"cause {cause.code}: the last text must always be sayable"
+    if todo.any():  # a catalog defect, not an input problem: the last text has no condition
+        raise RuntimeError(f"cause {cause.code}: no text could be said of {int(todo.sum())} rows")
     return en, zh
 
 
-def say(cause: Cause, row: pd.Series) -> tuple[str, str]:
-    """The English and Chinese text of a cause for one customer."""
-    en, zh = say_all(cause, row.to_frame().T.infer_objects())
-    return str(en[0]), str(zh[0])
-
-
 def top_reasons(
-    grouped: pd.DataFrame, features: pd.DataFrame, n: int = 3, min_contribution: float = 0.05
+    grouped: pd.DataFrame, features: pd.DataFrame, n: int, min_contribution: float
 ) -> pd.DataFrame:
     """The ``n`` causes that raise each row's risk most, with both texts; never a lowering one.
 

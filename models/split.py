@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.errors import GridscoreError
+
+
+class SplitError(GridscoreError):
+    """The labelled table cannot be split as params.yaml asks (too few snapshots or rows)."""
+
 
 def out_of_time_split(
     as_of: pd.Series, horizon_months: int, valid_snapshots: int, test_snapshots: int
@@ -18,7 +24,7 @@ def out_of_time_split(
     """
     dates = sorted(pd.to_datetime(as_of.unique()))
     if len(dates) < test_snapshots + valid_snapshots + 1:
-        raise ValueError(
+        raise SplitError(
             f"out-of-time split needs over {test_snapshots + valid_snapshots} labelled snapshots, "
             f"found {len(dates)}; use split.kind: random for a table with few snapshots"
         )
@@ -26,10 +32,10 @@ def out_of_time_split(
     before_test = [d for d in dates if d + pd.offsets.MonthEnd(horizon_months) <= test[0]]
     valid = before_test[-valid_snapshots:]
     if len(valid) < valid_snapshots:
-        raise ValueError("not enough snapshots before the test set for the validation set")
+        raise SplitError("not enough snapshots before the test set for the validation set")
     train = [d for d in before_test if d + pd.offsets.MonthEnd(horizon_months) <= valid[0]]
     if not train:
-        raise ValueError("no snapshot is left for training after the validation and test sets")
+        raise SplitError("no snapshot is left for training after the validation and test sets")
     role = {
         **dict.fromkeys(train, "train"),
         **dict.fromkeys(valid, "valid"),

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from features.contract import PERIOD_PATTERN, TARIFF_CLASSES
+from features.errors import GridscoreError
 
 
 class _Frozen(BaseModel):
@@ -256,8 +257,36 @@ class Params(_Frozen):
             raise ValueError(f"policy.credit_action has no action for grade(s) {sorted(missing)}")
         return self
 
+    def override(self, section: str, **values) -> Params:
+        """A copy with the given keys of one section replaced (``None`` values ignored), checked
+        like params.yaml itself: what a command-line option such as ``--as-of`` does.
 
-class ParamsError(ValueError):
+        Raises:
+            ParamsError: A value breaks the section's schema.
+        """
+        given = {k: v for k, v in values.items() if v is not None}
+        if not given:
+            return self
+        field = "validate_" if section == "validate" else section
+        current = getattr(self, field)
+        try:
+            updated = type(current).model_validate({**current.model_dump(), **given})
+        except ValidationError as exc:
+            raise ParamsError(f"{section}: {_problems(exc)}") from exc
+        return self.model_copy(update={field: updated})
+
+    def without_tracking(self) -> Params:
+        """A copy with MLflow tracking off."""
+        return self.model_copy(
+            update={"tracking": self.tracking.model_copy(update={"enabled": False})}
+        )
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+class ParamsError(GridscoreError):
     """params.yaml is missing or does not match the expected structure."""
 
 
@@ -278,7 +307,4 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ParamsError(f"{path}: {problems}") from exc
+        raise ParamsError(f"{path}: {_problems(exc)}") from exc

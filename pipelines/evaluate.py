@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,48 @@ from models.metrics import (
     grade_table,
     rates_rise,
 )
-from pipelines.config import GradeParams, LabelParams, TrainParams
+from pipelines.config import GradeParams, LabelParams, Params, TrainParams
 from pipelines.io import write_json, write_parquet
+from pipelines.tracking import Tracker
 from pipelines.train import load_table, split_roles
 
 log = logging.getLogger(__name__)
 
 
-def main(
+@dataclass(frozen=True)
+class Paths:
+    features: Path
+    model: Path  # the train stage's folder
+    reports: Path  # figures, grades and test scores
+    plots: Path  # the curves as CSV (DVC plots)
+    metrics: Path
+    labels: Path | None = None
+    truth: Path | None = None  # the generator's truth, for the oracle AUC only
+
+
+def run(params: Params, paths: Paths) -> dict:
+    """Run the stage; the metrics and figures are added to the training run in MLflow."""
+    metrics = evaluate_model(
+        paths.features,
+        paths.labels,
+        paths.model,
+        paths.reports,
+        paths.plots,
+        paths.metrics,
+        params.train,
+        params.label,
+        params.grades,
+        paths.truth,
+    )
+    tracker = Tracker.of(params)
+    trained = tracker.read_note(paths.model) if tracker is not None else None
+    if trained is not None:
+        files = [paths.metrics, *sorted(paths.reports.glob("*.png")), paths.reports / "grades.csv"]
+        tracker.add_to_run(trained["run_id"], flat_metrics(metrics), files, "evaluation")
+    return metrics
+
+
+def evaluate_model(
     features: Path,
     labels: Path | None,
     model_dir: Path,
@@ -45,7 +80,8 @@ def main(
     grades: GradeParams,
     truth: Path | None = None,
 ) -> dict:
-    """Run the stage; see the module docstring. Returns the metrics written."""
+    """Score the test snapshots and write every report; see the module docstring. Returns
+    the metrics written."""
     table = load_table(features, labels, params.target)
     roles = split_roles(table, params, label.horizon_months)
     test = table[(roles == "test").to_numpy()].reset_index(drop=True)

@@ -1,22 +1,26 @@
 """The ``explain`` stage, and one customer's decision explained on demand.
 
-Stage: for the snapshot to explain (params ``explain.as_of``, default the latest), writes to
-``out``: ``contributions.parquet`` (the decision keys: customer_id, as_of, tier, cluster,
-base_value, raw_score, pd, grade, exposure, expected_loss, service_level, credit_action;
-then one column of log-odds contribution per feature), ``causes.parquet`` (the same keys,
+Stage: for the snapshot to explain (params ``explain.as_of``, default the latest), decides
+every customer with the one decision model (``models.decision``, loaded as the score stage
+loads it) and writes to ``out``: ``contributions.parquet`` (the decision keys: customer_id,
+as_of, tier, cluster, pd, grade, exposure, expected_loss, raw_score, service_level,
+credit_action, flags, base_value; then one column of log-odds contribution per feature),
+``causes.parquet`` (the same keys,
 contributions summed by cause) and ``reasons.parquet`` (the top risk-raising causes with code
 and both texts), all schema-checked; to ``reports``: the global explanations (mean |SHAP| by
 feature and by cause, a beeswarm, dependence plots of the top features, mean contribution of
-each cause by tier and by grade) as CSV and PNG; and a JSON summary.
+each cause by tier and by grade) as CSV and PNG; and a JSON summary; logs them to MLflow.
 
 On demand (``gridscore explain --customer``): :func:`explain_customer` reads one customer's
-row of the feature table, explains it with the same model and code, and
+row of the feature table, decides and explains it with the same model and code, and
 :func:`render` says it in English or Chinese.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +28,16 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow.parquet as pq
 
+from features.errors import GridscoreError, InputMissing
 from models import plots
 from models.arrears import ArrearsModel, to_matrix
-from models.explain import Explained, explain_rows, waterfall_steps
-from models.policy import recommend
+from models.decision import NO_TIER, DecisionModel
+from models.explain import Explained, waterfall_steps
 from models.reasons import BY_CODE, CATALOG_VERSION, CAUSES, cause_of
+from pipelines import decision
 from pipelines.config import Params
 from pipelines.io import write_json, write_parquet
+from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +47,18 @@ KEYS = pa.DataFrameSchema(
         "as_of": pa.Column("datetime64[us]"),
         "tier": pa.Column("str", pa.Check.isin(["A", "B", "C", "D"]), nullable=True),
         "cluster": pa.Column("Int64", nullable=True),
-        "base_value": pa.Column(float),
-        "raw_score": pa.Column(float),
         "pd": pa.Column(float, pa.Check.in_range(0, 1)),
         "grade": pa.Column("str"),
         "exposure": pa.Column(float, pa.Check.ge(0)),
         "expected_loss": pa.Column(float, pa.Check.ge(0)),
+        "raw_score": pa.Column(float),
         "service_level": pa.Column("str", nullable=True),
         "credit_action": pa.Column("str"),
+        "flags": pa.Column("str", nullable=True),
+        "base_value": pa.Column(float),
     },
-    strict=False,
+    strict=True,
+    ordered=True,
     name="explained customers",
 )
 REASONS = pa.DataFrameSchema(
@@ -65,93 +74,64 @@ REASONS = pa.DataFrameSchema(
     strict=False,
     name="reasons",
 )
-NO_TIER = "no tier"
 
 
-class NotFound(ValueError):
+class NotFound(GridscoreError):
     """A customer or snapshot asked for is not in the feature table."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    features: Path
+    model: Path  # the train stage's folder
+    segments: Path | None  # the segment stage's folder; None: decisions carry no tier
+    out: Path  # contributions, causes and reasons
+    reports: Path  # the global explanation reports
+    summary: Path
 
 
 def _read_features(path: Path, filter_=None) -> pd.DataFrame:
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no feature table (run `dvc repro features`)")
+        raise InputMissing(f"{path}: no feature table (run `dvc repro features`)")
     table = pq.read_table(path, filters=filter_).to_pandas(date_as_object=False)
     table["as_of"] = table["as_of"].astype("datetime64[us]")
     return table
 
 
-def _tiers(path: Path | None, rows: pd.DataFrame) -> pd.DataFrame:
-    """Tier and cluster of each row from the segment stage's tiers.parquet (none if absent)."""
-    out = pd.DataFrame(
-        {"tier": pd.Series([None] * len(rows), dtype="str"), "cluster": pd.NA}, index=rows.index
-    )
-    out["cluster"] = out["cluster"].astype("Int64")
-    if path is None or not path.exists():
-        return out
-    days = [d.to_pydatetime() for d in rows["as_of"].unique()]
-    filters = [("as_of", "in", days)]
-    if rows["customer_id"].nunique() <= 100:  # a lookup: read only those customers' rows
-        filters.append(("customer_id", "in", list(rows["customer_id"].unique())))
-    tiers = pq.read_table(path, filters=filters).to_pandas(date_as_object=False)
-    tiers["as_of"] = tiers["as_of"].astype("datetime64[us]")
-    joined = rows[["customer_id", "as_of"]].merge(tiers, on=["customer_id", "as_of"], how="left")
-    out["tier"] = joined["tier"].astype("str").where(joined["tier"].notna(), None).to_numpy()
-    out["cluster"] = joined["cluster"].astype("Int64").to_numpy()
-    return out
+def _decide(rows: pd.DataFrame, model: DecisionModel) -> tuple[pd.DataFrame, Explained]:
+    """The decision keys of ``rows`` (the decision model's, with each row's SHAP base value)
+    and their explanation."""
+    decisions, x = model.explain(rows)
+    keys = decisions[list(KEYS.columns)[:-1]].assign(base_value=x.keys["base_value"].to_numpy())
+    return keys, x
 
 
-def decide(rows: pd.DataFrame, model: ArrearsModel, params: Params, tiers: Path | None):
-    """Explain ``rows`` and join tier, service level and credit action: the decision keys."""
-    e = params.explain
-    explained = explain_rows(
-        model,
-        rows,
-        params.grades.names,
-        params.grades.upper_pd,
-        params.grades.lgd,
-        params.label.horizon_months,
-        e.top_n,
-        e.min_contribution,
-    )
-    keys = explained.keys
-    t = _tiers(tiers, rows.reset_index(drop=True))
-    keys.insert(2, "tier", t["tier"].to_numpy())
-    keys.insert(3, "cluster", t["cluster"].to_numpy())
-    action = recommend(
-        keys["tier"], keys["grade"], params.policy.service, params.policy.credit_action
-    )
-    keys["service_level"] = action["service_level"].to_numpy()
-    keys["credit_action"] = action["credit_action"].to_numpy()
-    return explained
+def _model(params: Params, model_dir: Path, segments: Path | None, workdir: Path):
+    if segments is not None and not (Path(segments) / "tiers.json").exists():
+        segments = None  # no segment stage run: decided without a tier, flagged no_tier
+    return decision.load(model_dir, segments, params, workdir, Tracker.of(params)).model
 
 
-def main(
-    features: Path,
-    model_dir: Path,
-    out: Path,
-    reports: Path,
-    summary_path: Path,
-    params: Params,
-    tiers: Path | None = None,
-) -> dict:
+def run(params: Params, paths: Paths) -> dict:
     """Run the stage; see the module docstring. Returns the summary."""
-    table = _read_features(features)
+    table = _read_features(paths.features)
     day = pd.Timestamp(params.explain.as_of) if params.explain.as_of else table["as_of"].max()
     rows = table[table["as_of"] == day].reset_index(drop=True)
     if rows.empty:
-        raise ValueError(f"no rows at as_of {day.date()} in {features}")
+        raise NotFound(f"{paths.features}: no rows at as_of {day.date()}")
     del table
-    model = ArrearsModel.load(model_dir)
-    x = decide(rows, model, params, tiers)
-    keys = KEYS.validate(x.keys)
+    with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
+        model = _model(params, paths.model, paths.segments, Path(workdir))
+    keys, x = _decide(rows, model)
+    keys = KEYS.validate(keys)
     reasons = x.reasons
     reasons.insert(0, "as_of", keys["as_of"].to_numpy()[reasons["row"]])
     reasons.insert(0, "customer_id", keys["customer_id"].to_numpy()[reasons["row"]])
     reasons = REASONS.validate(reasons.drop(columns="row"))
-    write_parquet(pd.concat([keys, x.contrib], axis=1), out / "contributions.parquet")
-    write_parquet(pd.concat([keys, x.grouped], axis=1), out / "causes.parquet")
-    write_parquet(reasons.assign(catalog_version=CATALOG_VERSION), out / "reasons.parquet")
-    by_cause, by_feature = _global_reports(x, rows, model, reports, params)
+    write_parquet(pd.concat([keys, x.contrib], axis=1), paths.out / "contributions.parquet")
+    write_parquet(pd.concat([keys, x.grouped], axis=1), paths.out / "causes.parquet")
+    write_parquet(reasons.assign(catalog_version=CATALOG_VERSION), paths.out / "reasons.parquet")
+    by_cause, by_feature = _global_reports(x, keys, rows, model.arrears, paths.reports, params)
     summary = {
         "as_of": str(day.date()),
         "rows": len(rows),
@@ -162,13 +142,41 @@ def main(
         "credit_actions": keys["credit_action"].value_counts().sort_index().to_dict(),
         "max_additivity_gap": x.additivity_gap,
     }
-    write_json(summary, summary_path)
+    write_json(summary, paths.summary)
     log.info("explained %d customers at %s", len(rows), day.date())
+    tracker = Tracker.of(params)
+    if tracker is not None:
+        _log(tracker, params, paths, summary)
     return summary
 
 
+def _log(tracker: Tracker, params: Params, paths: Paths, summary: dict) -> None:
+    metrics = {
+        "rows": summary["rows"],
+        "rows_with_a_reason": summary["rows_with_a_reason"],
+        "max_additivity_gap": summary["max_additivity_gap"],
+        **{f"mean_abs_{k}": v for k, v in summary["mean_abs_by_cause"].items()},
+    }
+    run_params = {
+        **params.explain.model_dump(mode="json"),
+        "as_of": summary["as_of"],
+        "catalog_version": CATALOG_VERSION,
+    }
+    reports = paths.reports
+    with tracker.stage_run("explain", run_params, metrics) as mlrun:
+        tracker.log_files(
+            [paths.summary, *sorted(reports.glob("*.csv")), *sorted(reports.glob("*.png"))]
+        )
+    tracker.note(paths.out, {"run_id": mlrun.info.run_id})
+
+
 def _global_reports(
-    x: Explained, rows: pd.DataFrame, model: ArrearsModel, reports: Path, params: Params
+    x: Explained,
+    keys: pd.DataFrame,
+    rows: pd.DataFrame,
+    model: ArrearsModel,
+    reports: Path,
+    params: Params,
 ) -> tuple[pd.Series, pd.Series]:
     """What the model learned: importance by feature and cause, beeswarm, dependence, groups."""
     reports.mkdir(parents=True, exist_ok=True)
@@ -207,7 +215,7 @@ def _global_reports(
     X = to_matrix(rows.iloc[sample], model.spec_)
     contrib = x.contrib.iloc[sample]
     plots.save(
-        plots.beeswarm(contrib, X, x.keys["base_value"].to_numpy()[sample]),
+        plots.beeswarm(contrib, X, keys["base_value"].to_numpy()[sample]),
         reports / "beeswarm.png",
     )
     for feature in by_feature.index[: e.dependence_plots]:
@@ -216,7 +224,7 @@ def _global_reports(
             reports / f"dependence_{feature}.png",
         )
     for group, label in (("tier", "value tier"), ("grade", "credit grade")):
-        key = x.keys[group].fillna(NO_TIER)
+        key = keys[group].fillna(NO_TIER)
         table = x.grouped.groupby(key.to_numpy()).mean().rename(columns=names)
         if group == "grade":
             order = [g for g in params.grades.names if g in table.index]
@@ -237,12 +245,13 @@ def _cause_name(feature: str) -> str:
 def explain_customer(
     features: Path,
     model_dir: Path,
+    segments: Path | None,
     customer: str,
     params: Params,
     as_of: str | None = None,
-    tiers: Path | None = None,
 ) -> dict:
-    """One customer's decision at a snapshot (its latest by default), explained.
+    """One customer's decision at a snapshot (its latest by default), explained: the same
+    decision model as the stage and the score stage.
 
     Raises:
         NotFound: The customer is not in the feature table, or has no row at ``as_of``
@@ -270,9 +279,10 @@ def explain_customer(
             f"customer {customer!r} has no snapshot at {day.date()}; it has "
             f"{len(days)} month ends from {days.iloc[0].date()} to {days.iloc[-1].date()}"
         )
-    model = ArrearsModel.load(model_dir)
-    x = decide(row, model, params, tiers)
-    keys = x.keys.iloc[0]
+    with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
+        model = _model(params, model_dir, segments, Path(workdir))
+    keys, x = _decide(row, model)
+    keys = keys.iloc[0]
     return {
         "customer_id": customer,
         "as_of": day,
@@ -284,6 +294,7 @@ def explain_customer(
         "expected_loss": float(keys["expected_loss"]),
         "service_level": None if pd.isna(keys["service_level"]) else keys["service_level"],
         "credit_action": keys["credit_action"],
+        "flags": None if pd.isna(keys["flags"]) else keys["flags"],
         "base_value": float(keys["base_value"]),
         "raw_score": float(keys["raw_score"]),
         "contributions": x.contrib.iloc[0],
@@ -331,7 +342,7 @@ LABELS = {
 def render(d: dict, lang: str = "en", currency: str = "CNY") -> str:
     """The explanation as text a credit officer can read out, in English or Chinese."""
     if lang not in LABELS:
-        raise ValueError(f"--lang must be one of {sorted(LABELS)}, not {lang!r}")
+        raise GridscoreError(f"--lang must be one of {sorted(LABELS)}, not {lang!r}")
     t = LABELS[lang]
     tier = d["tier"] if d["tier"] is not None else t["no_tier"]
     lines = [

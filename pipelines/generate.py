@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,9 +15,30 @@ from tqdm import tqdm
 from features.contract import TABLE_NAMES
 from features.synthetic.defects import DEFECTS_SCHEMA
 from features.synthetic.generator import BLOCK_SIZE, TariffPrices, generate_blocks, true_value_tiers
-from pipelines.config import Tariffs
+from pipelines.config import Params, Tariffs
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Paths:
+    out: Path  # customers, bills and payments.parquet
+    truth: Path  # the generator's ground truth: for evaluation and tests only
+
+
+def run(params: Params, paths: Paths) -> dict[str, int]:
+    """Run the stage with ``params.generate``; returns the rows written per table."""
+    g = params.generate
+    return write_base(
+        g.customers,
+        g.months,
+        g.start_period,
+        g.seed,
+        params.tariffs,
+        paths.out,
+        paths.truth,
+        g.defect_rate,
+    )
 
 
 def tariff_prices(tariffs: Tariffs) -> TariffPrices:
@@ -29,7 +51,7 @@ def tariff_prices(tariffs: Tariffs) -> TariffPrices:
     )
 
 
-def main(
+def write_base(
     customers: int,
     months: int,
     start_period: str,

@@ -1,6 +1,6 @@
 """The ``score`` stage: the whole customer base decided at one ``as_of``, partition by partition.
 
-Streams the validated tables in customer order (as the features stage does), builds each
+Streams the validated tables in customer order (``pipelines.streaming``), builds each
 partition's point-in-time features for ``as_of`` and runs the whole decision on them
 (:class:`models.decision.DecisionModel`), so memory is bounded by the partition size, not by
 the base. Writes to ``out``:
@@ -12,17 +12,20 @@ the base. Writes to ``out``:
   into the same folder with the same manifest resumes, skipping finished partitions;
 - ``_reconciliation.json``: customers in = scored + not active (by reason); flagged; quarantined
   upstream; written last, with ``_SUCCESS``.
+
+With tracking on, the run is logged to MLflow with the whole-decision pyfunc, registered as
+``gridscore-decision`` (alias ``candidate``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -30,22 +33,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from features.engine import Snapshots, features_of, prepare
-from models.arrears import ArrearsModel
-from models.decision import DecisionConfig, DecisionModel, Segmenter
+from features.engine import Snapshots, features_and_inactive, features_of, prepare
+from features.errors import GridscoreError
+from models.decision import DecisionModel
+from pipelines import decision, streaming
+from pipelines import validate as validation
 from pipelines.config import Params
-from pipelines.features import (
-    FEATURE_TABLE,
-    _chunks,
-    _connect,
-    _frame,
-    _NotInOrder,
-    _sort,
-    customer_count,
-    data_end,
-    engine_settings,
-)
+from pipelines.features import FEATURE_TABLE
 from pipelines.io import write_json
+from pipelines.tracking import Tracker, model_requirements, optional_schema
 
 log = logging.getLogger(__name__)
 
@@ -53,111 +49,92 @@ PART_KEY = b"gridscore.partition"
 MANIFEST = "_manifest.json"
 RECONCILIATION = "_reconciliation.json"
 SUCCESS = "_SUCCESS"
-DECISION_MODEL = "gridscore-decision"
-TABLES = ("customers", "bills", "payments")
 
 
-class ScoreError(ValueError):
+class ScoreError(GridscoreError):
     """The scoring run cannot go on (a mismatch, a folder from another run, no data)."""
 
 
-# ---------------------------------------------------------------- models: files or registry
+@dataclass(frozen=True)
+class Paths:
+    """Where the stage reads and writes. Give ``validated`` (the validate stage's tables) or
+    ``raw`` (a raw folder, validated first into ``<out>.validated`` and ``<out>.quarantine``)."""
+
+    out: Path
+    validated: Path | None = None
+    raw: Path | None = None
+    quarantine: Path | None = None
+    metrics: Path | None = None  # a copy of the reconciliation without the run time
 
 
-def _digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.read_bytes())
-    return h.hexdigest()[:12]
+def run(params: Params, paths: Paths, overwrite: bool = False) -> dict:
+    """Run the stage: validate a raw folder if given, load the models (``score.arrears_model``
+    and ``score.segments_model``: folders or registry URIs), score, write, log.
 
-
-def _from_registry(uri: str, artifact_path: str, workdir: Path, project_dir: Path):
-    """Download the files a registered version's run logged under ``artifact_path``."""
-    import mlflow
-
-    from pipelines.tracking import tracking_uri
-
-    rest = uri.removeprefix("models:/")
-    name, sep, alias = rest.partition("@")
-    client = mlflow.MlflowClient(tracking_uri(project_dir))
-    try:
-        if sep:
-            mv = client.get_model_version_by_alias(name, alias)
-        else:
-            name, _, version = rest.partition("/")
-            mv = client.get_model_version(name, version)
-    except mlflow.exceptions.MlflowException as exc:
-        raise ScoreError(f"{uri}: no such registered model version ({exc.message})") from exc
-    local = mlflow.artifacts.download_artifacts(
-        run_id=mv.run_id,
-        artifact_path=artifact_path,
-        dst_path=str(workdir),
-        tracking_uri=tracking_uri(project_dir),
-    )
-    return Path(local), f"{name}/{mv.version}"
-
-
-def load_decision_model(
-    arrears: str, segments: str, params: Params, workdir: Path, project_dir: Path = Path(".")
-) -> tuple[DecisionModel, Path, Path]:
-    """The decision model from DVC artifact folders or registry URIs (``models:/name@alias``).
-
-    Registered models are downloaded into ``workdir``. Returns the model and the folders of
-    the arrears and segment models (``pipeline.skops`` and ``tiers.json`` copied alone).
-
-    Raises:
-        ScoreError: A registry URI names no version, or a folder lacks the model's files.
+    Returns:
+        The reconciliation.
     """
-    if arrears.startswith("models:/"):
-        a_dir, a_version = _from_registry(arrears, "arrears", workdir, project_dir)
-    else:
-        a_dir = Path(arrears)
-        if not (a_dir / "model.txt").exists():
-            raise ScoreError(f"{a_dir}: no model.txt (the train stage's output folder)")
-        a_version = f"{a_dir.name}@{_digest(a_dir / 'model.txt', a_dir / 'calibrator.json')}"
-    if segments.startswith("models:/"):
-        s_dir, s_version = _from_registry(segments, "segment", workdir, project_dir)
-    else:
-        s_dir = Path(segments)
-        if not (s_dir / "tiers.json").exists():
-            raise ScoreError(f"{s_dir}: no tiers.json (the segment stage's output folder)")
-        s_version = f"{s_dir.name}@{_digest(s_dir / 'tiers.json')}"
-    model = ArrearsModel.load(a_dir)
-    segmenter = Segmenter.load(s_dir)
-    only = workdir / "segments"  # the pipeline and its tier map, without every row's tier
-    only.mkdir(parents=True, exist_ok=True)
-    for name in ("pipeline.skops", "tiers.json"):
-        shutil.copy2(s_dir / name, only / name)
-    versions = {"arrears_model_version": a_version, "segments_model_version": s_version}
-    return DecisionModel(model, segmenter, decision_config(params), versions), a_dir, only
+    if (paths.raw is None) == (paths.validated is None):
+        raise ScoreError("give one of --validated (validated tables) or --raw (a raw folder)")
+    validated, quarantine = paths.validated, paths.quarantine
+    if paths.raw is not None:
+        out = paths.out
+        validated = out.with_name(f"{out.name}.validated")
+        quarantine = quarantine or out.with_name(f"{out.name}.quarantine")
+        summary = out.with_name(f"{out.name}.validation.json")
+        validation.validate_raw(paths.raw, validated, quarantine, summary, params)
+    tracker = Tracker.of(params)
+    with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
+        loaded = decision.load(
+            params.score.arrears_model, params.score.segments_model, params, Path(workdir), tracker
+        )
+        rec = score_base(validated, paths.out, params, loaded.model, quarantine, overwrite)
+        if paths.metrics is not None:  # without the run time: a rerun leaves it unchanged
+            write_json({k: v for k, v in rec.items() if k != "seconds"}, paths.metrics)
+        if tracker is not None:
+            _log(tracker, params, validated, paths.out, rec, loaded)
+    return rec
 
 
-def load_decision_pyfunc(uri: str, project_dir: Path = Path(".")) -> DecisionModel:
-    """The decision model inside a logged ``gridscore-decision`` pyfunc (any MLflow URI)."""
+def _log(tracker: Tracker, params: Params, validated: Path, out: Path, rec: dict, loaded) -> None:
+    """The scoring run and the whole-decision pyfunc (``pipelines.decision_pyfunc.DecisionPyfunc``),
+    which carries its two models and its policy as artifacts."""
     import mlflow
+    from mlflow.models import ModelSignature
 
-    from pipelines.tracking import tracking_uri
+    from pipelines.decision_pyfunc import DecisionPyfunc
 
-    mlflow.set_tracking_uri(tracking_uri(project_dir))
-    try:
-        pyfunc = mlflow.pyfunc.load_model(uri)
-    except mlflow.exceptions.MlflowException as exc:
-        raise ScoreError(f"{uri}: cannot load the decision model ({exc.message})") from exc
-    return pyfunc.unwrap_python_model().model
-
-
-def decision_config(params: Params) -> DecisionConfig:
-    return DecisionConfig(
-        grade_names=tuple(params.grades.names),
-        grade_upper_pd=tuple(params.grades.upper_pd),
-        lgd=params.grades.lgd,
-        horizon_months=params.label.horizon_months,
-        service=dict(params.policy.service),
-        credit_action=dict(params.policy.credit_action),
-        top_n=params.explain.top_n,
-        min_contribution=params.explain.min_contribution,
-        min_history_months=params.score.min_history_months,
-    )
+    model = loaded.model
+    example = feature_sample(validated, params, rec["as_of"])
+    example = example.assign(as_of=example["as_of"].astype(str).str[:10])
+    metrics = {k: rec[k] for k in ("customers_in", "scored", "flagged", "seconds")}
+    run_params = {"as_of": rec["as_of"], **model.versions}
+    with (
+        tracker.stage_run("score", run_params, metrics),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        tracker.log_files([out / RECONCILIATION, out / MANIFEST], "score")
+        meta = Path(tmp) / "decision.json"
+        config = json.loads(model.config.to_json())
+        meta.write_text(json.dumps({"config": config, "versions": model.versions}, indent=2))
+        signature = ModelSignature(
+            optional_schema(example, required=("customer_id", "as_of")),
+            optional_schema(model.decide(example), required=()),
+        )
+        artifacts = {"arrears": str(loaded.arrears_dir), "decision": str(meta)}
+        if loaded.segments_dir is not None:
+            artifacts["segments"] = str(loaded.segments_dir)
+        info = mlflow.pyfunc.log_model(
+            name="decision",
+            python_model=DecisionPyfunc(),
+            artifacts=artifacts,
+            signature=signature,
+            input_example=example,
+            registered_model_name=decision.DECISION_MODEL if params.score.register_model else None,
+            pip_requirements=model_requirements(),
+        )
+    registered = decision.DECISION_MODEL if params.score.register_model else None
+    tracker.note(out, tracker.register_candidate(info, registered))
 
 
 # ---------------------------------------------------------------- the output's Arrow schema
@@ -182,32 +159,6 @@ def to_arrow(decisions: pd.DataFrame, schema: pa.Schema, stats: dict | None = No
     if stats is not None:
         table = table.replace_schema_metadata({PART_KEY: json.dumps(stats).encode()})
     return table
-
-
-# ---------------------------------------------------------------- who is active, and why not
-
-
-def inactive_reasons(
-    customers: pd.DataFrame, bills: pd.DataFrame, as_of: pd.Timestamp, grace_days: int
-) -> pd.Series:
-    """Why each customer of the chunk is not a row at ``as_of`` (None: active).
-
-    The same rule as the feature engine, said in words: connected on or before as_of (or,
-    with no connection date, billed by then) and not disconnected more than the grace period
-    before it. The stage checks the count against the rows the engine made.
-    """
-    first_bill = bills.groupby("customer_id")["issued_on"].min()
-    issued = customers["customer_id"].map(first_bill)
-    connected = pd.to_datetime(customers["connected_on"])
-    gone = pd.to_datetime(customers["disconnected_on"])
-    reason = pd.Series(None, index=customers.index, dtype="object")
-    no_date = connected.isna()
-    start = connected.where(~no_date, pd.to_datetime(issued).where(issued <= as_of))
-    reason[no_date & start.isna()] = "not_billed_yet"
-    reason[~no_date & (connected > as_of)] = "not_connected_yet"
-    left = gone.notna() & (gone < as_of - pd.Timedelta(days=grace_days))
-    reason[reason.isna() & left] = "disconnected_before_as_of"
-    return reason
 
 
 # ---------------------------------------------------------------- the run
@@ -251,50 +202,48 @@ def _quarantined(quarantine: Path | None) -> dict[str, int]:
     return {p.stem: pq.read_metadata(p).num_rows for p in sorted(quarantine.glob("*.parquet"))}
 
 
-def main(
+def score_base(
     validated: Path,
     out: Path,
     params: Params,
     model: DecisionModel,
-    as_of: str | None = None,
     quarantine: Path | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
 ) -> dict:
-    """Score the base; see the module docstring. Returns the reconciliation.
+    """Score the base at ``score.as_of`` (default: the data's last month end) into ``out``;
+    see the module docstring. Returns the reconciliation.
 
     Raises:
         ScoreError: ``out`` holds a run with another manifest (pass ``overwrite``), or there
             is no customer to score.
     """
     started = time.perf_counter()
-    inputs = {t: validated / f"{t}.parquet" for t in TABLES}
-    for path in inputs.values():
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: missing (run the validate stage first)")
-    costs, grace = engine_settings(params.features, params.tariffs)
+    inputs = streaming.inputs(validated)
+    costs, grace = streaming.engine_settings(params)
     workdir = Path(tempfile.mkdtemp(prefix="gridscore-score-"))
     try:
-        con = _connect(params.features, workdir)
-        day = (
-            pd.Timestamp(as_of or params.score.as_of)
-            if (as_of or params.score.as_of)
-            else default_as_of(data_end(con, inputs))
-        )
-        n = customer_count(inputs["customers"])
+        con = streaming.connect(params.features, workdir)
+        as_of = params.score.as_of
+        day = pd.Timestamp(as_of) if as_of else default_as_of(streaming.data_end(con, inputs))
+        n = streaming.customer_count(inputs["customers"])
         if n == 0:
             raise ScoreError(f"{inputs['customers']}: no customers to score")
         size = params.score.partition_customers
         manifest = _manifest(day, size, model, inputs, n)
         _prepare_out(out, manifest, overwrite)
-        try:  # inputs in customer order are streamed as they are; others sorted first
-            stats = _run(n, inputs, size, day, costs, grace, model, out, progress)
-        except _NotInOrder:
-            # Partitions made before the disorder showed may lack rows found later: redo all.
+
+        def redo_all() -> None:  # partitions made before the disorder showed may lack rows
             for part in out.glob("part-*.parquet"):
                 part.unlink()
-            inputs.update({t: _sort(con, inputs[t], workdir) for t in TABLES})
-            stats = _run(n, inputs, size, day, costs, grace, model, out, progress)
+
+        stats = streaming.in_customer_order(
+            con,
+            inputs,
+            workdir,
+            lambda paths: _run(n, paths, size, day, costs, grace, model, out, progress),
+            redo_all,
+        )
         con.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -344,7 +293,7 @@ def _run(n_customers, inputs, size, day, costs, grace, model, out, progress) -> 
     n_parts = -(-n_customers // size)
     stats = []
     bar = tqdm(total=n_customers, desc="score", unit="customer", disable=progress is False)
-    for i, (cust, bills, pays) in enumerate(_chunks(inputs, size)):
+    for i, (cust, bills, pays) in enumerate(streaming.chunks(inputs, size)):
         t0 = time.perf_counter()
         path = out / f"part-{i:05d}.parquet"
         done = _done(path)
@@ -353,14 +302,9 @@ def _run(n_customers, inputs, size, day, costs, grace, model, out, progress) -> 
             bar.update(len(cust))
             log.info("partition %d/%d: already complete, skipped", i + 1, n_parts)
             continue
-        feats = FEATURE_TABLE.validate(features_of(prepare(cust, bills, pays), snaps, costs, grace))
-        why = inactive_reasons(cust, bills, day, grace)
-        inactive = why.value_counts().to_dict()
-        if len(feats) + sum(inactive.values()) != len(cust):
-            raise ScoreError(
-                f"partition {i}: {len(cust)} customers but {len(feats)} active and "
-                f"{sum(inactive.values())} inactive: the activity rule and the engine disagree"
-            )
+        feats, why = features_and_inactive(prepare(cust, bills, pays), snaps, costs, grace)
+        feats = FEATURE_TABLE.validate(feats)
+        inactive = why["reason"].value_counts().to_dict()
         decisions = model.decide(feats) if len(feats) else pd.DataFrame(columns=model.columns())
         flags = decisions["flags"].dropna().str.split(";").explode().value_counts().to_dict()
         part = {
@@ -439,14 +383,7 @@ def feature_sample(
     validated: Path, params: Params, as_of: str, customers: int = 200
 ) -> pd.DataFrame:
     """Feature rows of the first customers at ``as_of`` (an input example for the pyfunc)."""
-    inputs = {t: validated / f"{t}.parquet" for t in TABLES}
-    first = pq.ParquetFile(inputs["customers"]).iter_batches(batch_size=customers)
-    cust = _frame(pa.Table.from_batches([next(first)])).sort_values("customer_id")
-    ids = cust["customer_id"].tolist()
-    parts = []
-    for t in ("bills", "payments"):
-        table = pq.read_table(inputs[t], filters=[("customer_id", "in", ids)])
-        parts.append(_frame(table))
-    costs, grace = engine_settings(params.features, params.tariffs)
-    feats = features_of(prepare(cust, *parts), Snapshots((pd.Timestamp(as_of),)), costs, grace)
+    cust, bills, pays = streaming.first_customers(streaming.inputs(validated), customers)
+    costs, grace = streaming.engine_settings(params)
+    feats = features_of(prepare(cust, bills, pays), Snapshots((pd.Timestamp(as_of),)), costs, grace)
     return feats.head(5).reset_index(drop=True)

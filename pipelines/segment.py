@@ -3,12 +3,14 @@
 Writes ``<out>/pipeline.skops`` (the fitted scikit-learn pipeline, skops format) and
 ``<out>/tiers.parquet`` (customer_id, as_of, cluster, tier for every snapshot), the reports
 (profiles, ABC cross-table, mixes, migration matrices and movers, pyramid and migration
-charts) and ``metrics/segments.json``.
+charts) and ``metrics/segments.json``; logs the run and the fitted pipeline to MLflow
+(registered as ``gridscore-value-segments``, alias ``candidate``).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +21,68 @@ from sklearn.metrics import adjusted_rand_score
 
 from models import segments as seg
 from models.plots import migration_heatmap, pyramid, save
-from pipelines.config import SegmentParams
+from pipelines.config import Params, SegmentParams
 from pipelines.io import write_json, write_parquet
+from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "gridscore-value-segments"
 _ATTRS = ["tariff_class", "industry", "energy_intensive", "preferential_tariff"]
+
+
+@dataclass(frozen=True)
+class Paths:
+    features: Path
+    out: Path  # the fitted pipeline, its tier map and every customer's tier
+    reports: Path  # profiles, migration tables and charts
+    metrics: Path
+    truth: Path | None = None  # the generator's truth, for the ARI against it only
+
+
+def run(params: Params, paths: Paths) -> dict:
+    """Run the stage; see the module docstring. Returns the metrics."""
+    metrics = build_segments(
+        paths.features, paths.out, paths.reports, paths.metrics, params.segment, paths.truth
+    )
+    tracker = Tracker.of(params)
+    if tracker is not None:
+        _log(tracker, params.segment, paths, metrics)
+    return metrics
+
+
+def _log(tracker: Tracker, params: SegmentParams, paths: Paths, metrics: dict) -> None:
+    """The run, its files, and the pipeline as saved (skops; ``trusted`` names the project's
+    own classes in it) with its signature."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    saved = paths.out / "pipeline.skops"
+    trusted = sio.get_untrusted_types(file=saved)
+    pipe = sio.load(saved, trusted=trusted)
+    example = pq.read_table(paths.features, columns=list(params.features)).slice(0, 5)
+    example = example.to_pandas().astype(float)
+    flat = {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    files = [
+        paths.metrics,
+        paths.out / "tiers.json",
+        saved,
+        *sorted(paths.reports.glob("*.png")),
+        *sorted(paths.reports.glob("*.csv")),
+    ]
+    with tracker.stage_run("segment", params.model_dump(mode="json"), flat):
+        tracker.log_files(files, "segment")
+        info = mlflow.sklearn.log_model(
+            pipe,
+            name="model",
+            signature=infer_signature(example, pipe.predict(example)),
+            input_example=example,
+            registered_model_name=MODEL_NAME,
+            skops_trusted_types=trusted,
+            pip_requirements=model_requirements(),
+        )
+    tracker.note(paths.out, tracker.register_candidate(info, MODEL_NAME))
 
 
 def fit(latest: pd.DataFrame, params: SegmentParams):
@@ -60,7 +118,7 @@ def assign(pipe, tiers: dict[int, str], table: pd.DataFrame, columns: list[str])
     )
 
 
-def main(
+def build_segments(
     features: Path,
     out: Path,
     reports: Path,
@@ -68,7 +126,8 @@ def main(
     params: SegmentParams,
     truth: Path | None = None,
 ) -> dict:
-    """Run the stage; see the module docstring. Returns the metrics."""
+    """Fit the pyramid at the latest snapshot, tier every snapshot, write the outputs and
+    reports. Returns the metrics."""
     cols = list(params.features)
     table = pq.read_table(
         features,

@@ -12,21 +12,58 @@ the single-machine output. Paths may be any Spark URL (``s3a://``, ``abfss://``,
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from features.engine import Snapshots, features_of, prepare
 from models.decision import DecisionModel
+from pipelines import decision, streaming
 from pipelines.config import Params
-from pipelines.features import FEATURE_SCHEMA, FEATURE_TABLE, engine_settings
+from pipelines.features import FEATURE_SCHEMA, FEATURE_TABLE
 from pipelines.score import output_schema
+from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-BILL_COLUMNS = ["customer_id", "period", "kwh", "amount", "issued_on", "due_date"]
-PAYMENT_COLUMNS = ["customer_id", "paid_on", "amount"]
+BILL_COLUMNS = streaming.COLUMNS["bills"]
+PAYMENT_COLUMNS = streaming.COLUMNS["payments"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What ``gridscore score-spark`` was asked to do."""
+
+    validated: str  # a folder or a Spark URL
+    out: str
+    as_of: str
+    decision_model: str | None = None  # models:/gridscore-decision@champion, else the two below
+    master: str | None = None  # e.g. local[2]; None: the one spark-submit set
+    buckets: int = 64
+
+
+def run(params: Params, job: Job) -> int:
+    """Load the decision model, start Spark and score the base; returns the rows written.
+
+    A local folder is checked for its three tables before Spark starts.
+    """
+    if "://" not in job.validated:
+        streaming.inputs(Path(job.validated))
+    tracker = Tracker(params.tracking.experiment)
+    with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
+        if job.decision_model is not None:
+            model = decision.load_pyfunc(job.decision_model, tracker)
+        else:
+            s = params.score
+            model = decision.load(
+                s.arrears_model, s.segments_model, params, Path(workdir), tracker
+            ).model
+    spark = session(master=job.master)
+    return score_spark(spark, job.validated, job.out, params, model, job.as_of, job.buckets)
 
 
 def _spark_type(t: pa.DataType) -> str:
@@ -81,7 +118,7 @@ def features_spark(spark, validated: str, params: Params, as_of: str, buckets: i
     from pyspark.sql import functions as F
 
     day = pd.Timestamp(as_of)
-    costs, grace = engine_settings(params.features, params.tariffs)
+    costs, grace = streaming.engine_settings(params)
     base = validated.rstrip("/")
     bucket = F.pmod(F.xxhash64("customer_id"), F.lit(buckets)).alias("bucket")
     customers = spark.read.parquet(f"{base}/customers.parquet")

@@ -1,291 +1,233 @@
-"""MLflow at the edge: where runs go, and one place that logs a stage's results.
+"""MLflow at the edge: the one tracking service every stage logs through.
 
-The tracking store is ``MLFLOW_TRACKING_URI`` when set, else a SQLite file ``mlflow.db`` in
-the project with artifacts in ``mlartifacts/`` beside it. mlflow is imported only when a
-run is logged, so the other commands start fast.
+The store is ``MLFLOW_TRACKING_URI`` when set, else a SQLite file ``mlflow.db`` in the
+project with artifacts in ``mlartifacts/`` beside it; :class:`Tracker` is the only place
+that says so. mlflow is imported only when something is logged or loaded, so the other
+commands start fast, and nothing happens at import time.
+
+A stage opens a run with :meth:`Tracker.stage_run` (tagged with the stage, params and
+metrics logged), adds files and models inside it, and notes the run beside its DVC output
+(:meth:`Tracker.note`). Every registered version gets the alias ``candidate`` in one place
+(:meth:`Tracker.register_candidate`); ``gridscore promote`` decides the ``champion``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata as md
+import json
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from features.errors import GridscoreError
+from pipelines.config import Params
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
+CANDIDATE, CHAMPION = "candidate", "champion"
+#: What a logged gridscore model needs to load and predict, beside the gridscore package.
+MODEL_DISTRIBUTIONS = ("mlflow", "lightgbm", "numpy", "pandas", "pyarrow", "scikit-learn", "skops")
 
 
-def _default_uri(project_dir: Path) -> str:
-    return f"sqlite:///{(project_dir / DEFAULT_DB).resolve()}"
+def model_requirements() -> list[str]:
+    """Exact pins of the installed versions of :data:`MODEL_DISTRIBUTIONS`, for a logged
+    model's environment: stated rather than inferred by MLflow, which imports the model in a
+    subprocess to guess them (4 to 5 s a model, and a guess)."""
+    return [f"{d}=={md.version(d)}" for d in MODEL_DISTRIBUTIONS]
 
 
-def tracking_uri(project_dir: Path) -> str:
-    """The tracking URI: ``MLFLOW_TRACKING_URI`` or ``sqlite:///<project>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or _default_uri(project_dir)
+class TrackingError(GridscoreError):
+    """The registry has no such model or version, or a run lacks what is asked of it."""
 
 
-def _experiment(experiment: str, project_dir: Path):
-    import mlflow
+class Tracker:
+    """One MLflow store and experiment."""
 
-    uri = tracking_uri(project_dir)
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is not None:
-        return client, exp.experiment_id
-    location = None
-    if uri == _default_uri(project_dir):  # the project's own store keeps artifacts beside it
-        location = (project_dir / DEFAULT_ARTIFACTS).resolve().as_uri()
-    return client, client.create_experiment(experiment, artifact_location=location)
+    def __init__(self, experiment: str = "gridscore", project_dir: Path = Path(".")):
+        self.experiment = experiment
+        self.project_dir = Path(project_dir)
 
+    @classmethod
+    def of(cls, params: Params) -> Tracker | None:
+        """The tracker params.yaml asks for, or None when tracking is off."""
+        return cls(params.tracking.experiment) if params.tracking.enabled else None
 
-@contextmanager
-def _stage_run(
-    experiment: str, stage: str, params: dict, metrics: dict[str, float], project_dir: Path
-):
-    """An MLflow run of a stage, tagged with it, with its params and metrics logged."""
-    import mlflow
+    # ------------------------------------------------------------------ where runs go
 
-    client, exp_id = _experiment(experiment, project_dir)
-    with mlflow.start_run(
-        experiment_id=exp_id, run_name=stage, tags={"gridscore.stage": stage}
-    ) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        yield client, run
+    @property
+    def _default_uri(self) -> str:
+        return f"sqlite:///{(self.project_dir / DEFAULT_DB).resolve()}"
 
+    @property
+    def uri(self) -> str:
+        """``MLFLOW_TRACKING_URI``, or ``sqlite:///<project>/mlflow.db``."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or self._default_uri
 
-def log_model_run(
-    experiment: str,
-    stage: str,
-    params: dict,
-    metrics: dict[str, float],
-    model_dir: Path,
-    loaded_model,
-    example,
-    register_as: str | None,
-    project_dir: Path = Path("."),
-) -> dict:
-    """Log a training run with its model as a pyfunc (signature, input example) and register it.
+    def client(self):
+        """An ``MlflowClient`` on this store (and the fluent API pointed at it)."""
+        import mlflow
 
-    The pyfunc (``pipelines.serving.ArrearsPyfunc``) wraps the LightGBM text model, the
-    calibrator and the feature list logged beside it, and returns the calibrated PD.
+        mlflow.set_tracking_uri(self.uri)
+        return mlflow.MlflowClient(self.uri)
 
-    The registered version gets the alias ``candidate``; ``gridscore promote`` decides
-    whether it becomes ``champion``.
+    def _experiment_id(self, client) -> str:
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if self.uri == self._default_uri:  # the project's own store keeps artifacts beside it
+            location = (self.project_dir / DEFAULT_ARTIFACTS).resolve().as_uri()
+        return client.create_experiment(self.experiment, artifact_location=location)
 
-    Returns:
-        ``run_id``, and ``version`` when registered.
-    """
-    import mlflow
-    from mlflow.models import infer_signature
+    # ------------------------------------------------------------------ runs
 
-    with _stage_run(experiment, stage, params, metrics, project_dir) as (client, run):
-        mlflow.log_artifacts(str(model_dir), artifact_path="arrears")
-        from pipelines.serving import ArrearsPyfunc
+    @contextmanager
+    def stage_run(self, stage: str, params: dict, metrics: dict[str, float]) -> Iterator:
+        """An MLflow run of a stage, tagged with it, with its params and metrics logged."""
+        import mlflow
 
-        model = ArrearsPyfunc()
-        model.model = loaded_model
-        signature = infer_signature(example, model.predict(None, example))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ArrearsPyfunc(),
-            artifacts={"model_dir": str(model_dir)},
-            signature=signature,
-            input_example=example,
-            registered_model_name=register_as,
-        )
-    out = {"run_id": run.info.run_id, "model_uri": info.model_uri}
-    if register_as:
-        version = str(info.registered_model_version)
-        client.set_registered_model_alias(register_as, "candidate", version)
-        out["version"] = version
-    log.info(
-        "logged %s run %s to %s %s",
-        stage,
-        run.info.run_id,
-        tracking_uri(project_dir),
-        out.get("version", ""),
-    )
-    return out
+        client = self.client()
+        with mlflow.start_run(
+            experiment_id=self._experiment_id(client),
+            run_name=stage,
+            tags={"gridscore.stage": stage},
+        ) as run:
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            yield run
+        log.info("logged %s run %s to %s", stage, run.info.run_id, self.uri)
 
+    @staticmethod
+    def log_files(files: list[Path], artifact_path: str | None = None) -> None:
+        """Add files to the active run."""
+        import mlflow
 
-def log_sklearn_run(
-    experiment: str,
-    stage: str,
-    params: dict,
-    metrics: dict[str, float],
-    files: list[Path],
-    pipeline,
-    example,
-    register_as: str | None,
-    trusted: list[str] | None = None,
-    project_dir: Path = Path("."),
-) -> dict:
-    """Log a fitted scikit-learn pipeline with its signature, its files, and register it.
-
-    MLflow saves it in the skops format; ``trusted`` names the project's own classes in it.
-    """
-    import mlflow
-    from mlflow.models import infer_signature
-
-    with _stage_run(experiment, stage, params, metrics, project_dir) as (client, run):
         for path in files:
-            mlflow.log_artifact(str(path), artifact_path=stage)
-        signature = infer_signature(example, pipeline.predict(example))
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=register_as,
-            skops_trusted_types=trusted,
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def add_to_run(
+        self, run_id: str, metrics: dict[str, float], files: list[Path], artifact_path: str
+    ) -> None:
+        """Add metrics and files to a finished run (the evaluation of a trained model)."""
+        import mlflow
+
+        self.client()
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metrics(metrics)
+            self.log_files(files, artifact_path)
+
+    # ------------------------------------------------------------------ models and registry
+
+    def register_candidate(self, info, name: str | None) -> dict:
+        """What a stage notes of a logged model: its run and URI, and, when it was registered
+        as ``name``, its version, which gets the alias ``candidate``."""
+        out = {"run_id": info.run_id, "model_uri": info.model_uri}
+        if name:
+            out["version"] = str(info.registered_model_version)
+            self.client().set_registered_model_alias(name, CANDIDATE, out["version"])
+            log.info("registered %s version %s as %s", name, out["version"], CANDIDATE)
+        return out
+
+    def model_version(self, uri: str):
+        """The registered version ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` names.
+
+        Raises:
+            TrackingError: The registry has no such version.
+        """
+        import mlflow
+
+        rest = uri.removeprefix("models:/")
+        name, sep, alias = rest.partition("@")
+        client = self.client()
+        try:
+            if sep:
+                return client.get_model_version_by_alias(name, alias)
+            name, _, version = rest.partition("/")
+            return client.get_model_version(name, version)
+        except mlflow.exceptions.MlflowException as exc:
+            raise TrackingError(f"{uri}: no such registered model version ({exc.message})") from exc
+
+    def download(self, uri: str, artifact_path: str, dest: Path) -> tuple[Path, str]:
+        """The files a registered version's run logged under ``artifact_path``, downloaded into
+        ``dest``; and the version as ``NAME/VERSION``."""
+        import mlflow
+
+        mv = self.model_version(uri)
+        local = mlflow.artifacts.download_artifacts(
+            run_id=mv.run_id, artifact_path=artifact_path, dst_path=str(dest), tracking_uri=self.uri
         )
-    out = {"run_id": run.info.run_id, "model_uri": info.model_uri}
-    if register_as:
-        out["version"] = str(info.registered_model_version)
-        client.set_registered_model_alias(register_as, "candidate", out["version"])
-    log.info("logged %s run %s %s", stage, run.info.run_id, out.get("version", ""))
-    return out
+        return Path(local), f"{mv.name}/{mv.version}"
 
+    def load_pyfunc(self, uri: str):
+        """A logged pyfunc model (any MLflow model URI), unwrapped to its Python object."""
+        import mlflow
 
-def log_to_run(
-    run_id: str, metrics: dict[str, float], artifacts: list[Path], project_dir: Path = Path(".")
-) -> None:
-    """Add metrics and files to an existing run (the evaluation of a trained model)."""
-    import mlflow
+        self.client()
+        try:
+            return mlflow.pyfunc.load_model(uri).unwrap_python_model()
+        except mlflow.exceptions.MlflowException as exc:
+            raise TrackingError(f"{uri}: cannot load the model ({exc.message})") from exc
 
-    mlflow.set_tracking_uri(tracking_uri(project_dir))
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics(metrics)
-        for path in artifacts:
-            mlflow.log_artifact(str(path), artifact_path="evaluation")
+    def promote(self, model_name: str, metric: str = "test_auc") -> tuple[bool, str]:
+        """Move ``champion`` to the ``candidate`` version if its run's metric is no worse.
 
+        Returns:
+            Whether the candidate was promoted, and a sentence saying why.
 
-def promote(
-    model_name: str, metric: str = "test_auc", project_dir: Path = Path(".")
-) -> tuple[bool, str]:
-    """Move the ``champion`` alias to the ``candidate`` version if its metric is no worse.
+        Raises:
+            TrackingError: No candidate, or its run lacks the metric.
+        """
+        import mlflow
 
-    Returns:
-        Whether the candidate was promoted, and a sentence saying why.
-    """
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri(project_dir))
-    try:
-        cand = client.get_model_version_by_alias(model_name, "candidate")
-    except mlflow.exceptions.MlflowException as exc:
-        raise ValueError(f"{model_name} has no version with the alias candidate") from exc
-    cand_score = client.get_run(cand.run_id).data.metrics.get(metric)
-    if cand_score is None:
-        raise ValueError(f"the candidate's run {cand.run_id} has no metric {metric}")
-    try:
-        champ = client.get_model_version_by_alias(model_name, "champion")
-    except mlflow.exceptions.MlflowException:
-        champ = None
-    if champ is not None:
-        champ_score = client.get_run(champ.run_id).data.metrics.get(metric, float("-inf"))
-        if champ.version == cand.version:
-            return False, f"version {cand.version} is already the champion"
-        if cand_score < champ_score:
-            return False, (
-                f"kept champion version {champ.version}: candidate version {cand.version} has "
-                f"{metric} {cand_score:.4f} < {champ_score:.4f}"
-            )
-    client.set_registered_model_alias(model_name, "champion", cand.version)
-    before = f" (was version {champ.version})" if champ is not None else ""
-    return True, f"champion is now version {cand.version} with {metric} {cand_score:.4f}{before}"
-
-
-def log_stage_run(
-    experiment: str,
-    stage: str,
-    params: dict,
-    metrics: dict[str, float],
-    artifacts: list[Path],
-    project_dir: Path = Path("."),
-) -> str:
-    """Log one stage run (params, metrics, files) and return its run id."""
-    import mlflow
-
-    with _stage_run(experiment, stage, params, metrics, project_dir) as (_, run):
-        for path in artifacts:
-            mlflow.log_artifact(str(path))
-    log.info("logged %s run %s to %s", stage, run.info.run_id, tracking_uri(project_dir))
-    return run.info.run_id
-
-
-def log_decision_model(
-    experiment: str,
-    metrics: dict[str, float],
-    files: list[Path],
-    arrears_dir: Path,
-    segments_dir: Path,
-    decision_model,
-    example,
-    register_as: str | None,
-    project_dir: Path = Path("."),
-) -> dict:
-    """Log the scoring run and the whole-decision pyfunc (``pipelines.serving.DecisionPyfunc``).
-
-    The pyfunc carries its two models and its policy as artifacts and a signature from
-    ``example`` (feature rows); the registered version gets the alias ``candidate``.
-    """
-    import json
-    import tempfile
-
-    import mlflow
-    from mlflow.models import ModelSignature
-
-    from pipelines.serving import DecisionPyfunc
-
-    params = {"as_of": str(example["as_of"].iloc[0])[:10], **decision_model.versions}
-    with (
-        _stage_run(experiment, "score", params, metrics, project_dir) as (client, run),
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        for path in files:
-            mlflow.log_artifact(str(path), artifact_path="score")
-        decision = Path(tmp) / "decision.json"
-        decision.write_text(
-            json.dumps(
-                {
-                    "config": json.loads(decision_model.config.to_json()),
-                    "versions": decision_model.versions,
-                },
-                indent=2,
-            )
+        client = self.client()
+        try:
+            cand = client.get_model_version_by_alias(model_name, CANDIDATE)
+        except mlflow.exceptions.MlflowException as exc:
+            raise TrackingError(f"{model_name} has no version with the alias {CANDIDATE}") from exc
+        cand_score = client.get_run(cand.run_id).data.metrics.get(metric)
+        if cand_score is None:
+            raise TrackingError(f"the candidate's run {cand.run_id} has no metric {metric}")
+        try:
+            champ = client.get_model_version_by_alias(model_name, CHAMPION)
+        except mlflow.exceptions.MlflowException:
+            champ = None
+        if champ is not None:
+            champ_score = client.get_run(champ.run_id).data.metrics.get(metric, float("-inf"))
+            if champ.version == cand.version:
+                return False, f"version {cand.version} is already the champion"
+            if cand_score < champ_score:
+                return False, (
+                    f"kept champion version {champ.version}: candidate version {cand.version} "
+                    f"has {metric} {cand_score:.4f} < {champ_score:.4f}"
+                )
+        client.set_registered_model_alias(model_name, CHAMPION, cand.version)
+        before = f" (was version {champ.version})" if champ is not None else ""
+        return (
+            True,
+            f"champion is now version {cand.version} with {metric} {cand_score:.4f}{before}",
         )
-        example = example.assign(as_of=example["as_of"].astype(str).str[:10])
-        signature = ModelSignature(
-            _optional_schema(example, required=("customer_id", "as_of")),
-            _optional_schema(decision_model.decide(example), required=()),
-        )
-        info = mlflow.pyfunc.log_model(
-            name="decision",
-            python_model=DecisionPyfunc(),
-            artifacts={
-                "arrears": str(arrears_dir),
-                "segments": str(segments_dir),
-                "decision": str(decision),
-            },
-            signature=signature,
-            input_example=example,
-            registered_model_name=register_as,
-        )
-    out = {"run_id": run.info.run_id, "model_uri": info.model_uri}
-    if register_as:
-        out["version"] = str(info.registered_model_version)
-        client.set_registered_model_alias(register_as, "candidate", out["version"])
-    log.info("logged score run %s %s", run.info.run_id, out.get("version", ""))
-    return out
+
+    # ------------------------------------------------------------------ run notes
+
+    @staticmethod
+    def note_path(out: Path) -> Path:
+        """Where a stage notes its MLflow run: beside its DVC output, not inside it, so the
+        output's hash depends on the model alone and a rerun leaves dvc.lock unchanged."""
+        return out.with_name(f"{out.name}.mlflow.json")
+
+    def note(self, out: Path, logged: dict) -> None:
+        self.note_path(out).write_text(json.dumps(logged, indent=2))
+
+    def read_note(self, out: Path) -> dict | None:
+        path = self.note_path(out)
+        return json.loads(path.read_text()) if path.exists() else None
 
 
-def _optional_schema(frame, required: tuple[str, ...]):
+def optional_schema(frame, required: tuple[str, ...]):
     """A column schema where every column but ``required`` may be missing (NaN): real
     feature rows have gaps the five rows of an input example do not show."""
     import pandas as pd

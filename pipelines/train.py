@@ -4,44 +4,96 @@ Reads a feature table (``features.parquet``; with ``labels.parquet`` joined on c
 and as_of, or with the target inside: the feature-table contract of docs/arrears_model.md),
 writes to ``artifacts/arrears/``: ``model.txt`` (LightGBM text), ``calibrator.json``,
 ``features.json``, ``baseline.json`` (the scorecard), ``split.json`` and ``train.json``;
-logs the run to MLflow and registers the model (alias ``candidate``).
+logs the run to MLflow and registers the model (alias ``candidate``); the run is noted beside
+the folder (``artifacts/arrears.mlflow.json``) for the evaluate stage.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from features.catalog import BY_NAME
+from features.errors import GridscoreError, InputMissing
 from models.arrears import KEYS, ArrearsModel, BoosterParams, infer_spec, to_matrix
 from models.metrics import classification_metrics
 from models.scorecard import WoEScorecard
 from models.split import out_of_time_split, random_split
-from pipelines.config import LabelParams, TrainParams
+from pipelines.config import LabelParams, Params, TrainParams
+from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "gridscore-arrears"
 
 
+class TrainError(GridscoreError):
+    """The table cannot be trained on (no target, no labelled rows, a split with one class)."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    features: Path
+    out: Path  # the model's folder
+    labels: Path | None = None  # None: the target is a column of the feature table
+
+
+def run(params: Params, paths: Paths) -> dict:
+    """Run the stage: fit, write the model's folder, log and register it. Returns the summary."""
+    summary, model, example = train_model(
+        paths.features, paths.labels, paths.out, params.train, params.label
+    )
+    tracker = Tracker.of(params)
+    if tracker is not None:
+        _log(tracker, params.train, summary, paths.out, model, example)
+    return summary
+
+
+def _log(tracker: Tracker, params: TrainParams, summary: dict, out: Path, model, example) -> None:
+    """The training run with the model as a pyfunc (``pipelines.serving.ArrearsPyfunc``: the
+    LightGBM text model, calibrator and feature list), its signature and input example."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from pipelines.serving import ArrearsPyfunc
+
+    registered = MODEL_NAME if params.register_model else None
+    with tracker.stage_run("train", flat_params(params), flat_metrics(summary)):
+        mlflow.log_artifacts(str(out), artifact_path="arrears")
+        signature = infer_signature(example, ArrearsPyfunc.of(model).predict(None, example))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ArrearsPyfunc(),
+            artifacts={"model_dir": str(out)},
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered,
+            pip_requirements=model_requirements(),
+        )
+    tracker.note(out, tracker.register_candidate(info, registered))
+
+
 def load_table(features: Path, labels: Path | None, target: str) -> pd.DataFrame:
     """The labelled feature table: features joined to labels, rows without a label dropped."""
+    if not Path(features).exists():
+        raise InputMissing(f"{features}: no feature table (run the features stage)")
     table = pq.read_table(features).to_pandas(date_as_object=False)
     for key in KEYS:
         if key not in table.columns:
-            raise ValueError(f"{features}: the feature table needs a {key} column")
+            raise TrainError(f"{features}: the feature table needs a {key} column")
     if labels is not None:
         lab = pq.read_table(labels).to_pandas(date_as_object=False)
         table = table.merge(lab[[*KEYS, target]], on=list(KEYS), how="left", validate="one_to_one")
     if target not in table.columns:
-        raise ValueError(f"{features}: no target column {target!r} (give --labels or add it)")
+        raise TrainError(f"{features}: no target column {target!r} (give --labels or add it)")
     table = table[table[target].notna()].reset_index(drop=True)
     table[target] = table[target].astype(int)
     if table.empty:
-        raise ValueError("no labelled rows to train on")
+        raise TrainError(f"{features}: no labelled rows to train on")
     return table
 
 
@@ -75,7 +127,7 @@ def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams):
     part = {r: (roles == r).to_numpy() for r in ("train", "valid", "test")}
     for r, m in part.items():
         if y[m].sum() == 0 or y[m].sum() == m.sum():
-            raise ValueError(f"the {r} set has a single class; check the split and the labels")
+            raise TrainError(f"the {r} set has a single class; check the split and the labels")
     model = ArrearsModel(booster_params(params), params.calibration, params.monotone)
     model.fit(X[part["train"]], y[part["train"]], X[part["valid"]], y[part["valid"]], spec)
     baseline = WoEScorecard().fit(
@@ -92,10 +144,11 @@ def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams):
     return model, baseline, roles, metrics
 
 
-def main(
+def train_model(
     features: Path, labels: Path | None, out: Path, params: TrainParams, label: LabelParams
 ) -> tuple[dict, ArrearsModel, pd.DataFrame]:
-    """Run the stage; returns the summary (``train.json``), the model and an input example."""
+    """Fit and write the model's folder; returns the summary (``train.json``), the model and
+    an input example."""
     table = load_table(features, labels, params.target)
     model, baseline, roles, metrics = fit(table, params, label)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,25 +2,52 @@
 
 Writes ``out/<table>.parquet`` (valid rows, canonical types), ``quarantine/<table>.parquet``
 (rejected rows with source row number and reason) and a JSON summary in which, for every
-table, rows_in == rows_passed + rows_quarantined.
+table, rows_in == rows_passed + rows_quarantined; logs the counts to MLflow.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from features.contract import TABLE_NAMES, TABLES, arrow_schema, validated_schema
+from features.errors import GridscoreError
 from features.validation import QUARANTINE_COLUMNS, TableResult, validate_table
-from pipelines.io import read_raw_table, write_json, write_parquet
+from pipelines.config import Params
+from pipelines.io import write_json, write_parquet
+from pipelines.raw import read_raw_table
+from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 
-class QuarantineLimitError(RuntimeError):
+class QuarantineLimitError(GridscoreError):
     """Too large a share of a table was quarantined for the run to go on."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    raw: Path
+    out: Path
+    quarantine: Path
+    summary: Path
+
+
+def run(params: Params, paths: Paths) -> dict:
+    """Run the stage; see the module docstring. Returns the summary."""
+    summary = validate_raw(paths.raw, paths.out, paths.quarantine, paths.summary, params)
+    tracker = Tracker.of(params)
+    if tracker is not None:
+        run_params = {
+            "raw": str(paths.raw),
+            "max_quarantine_share": params.validate_.max_quarantine_share,
+        }
+        with tracker.stage_run("validate", run_params, metrics(summary)):
+            tracker.log_files([paths.summary])
+    return summary
 
 
 def validate_folder(raw: Path) -> dict[str, TableResult]:
@@ -70,14 +97,17 @@ def summarise(results: dict[str, TableResult], max_share: float) -> dict:
     }
 
 
-def main(raw: Path, out: Path, quarantine: Path, summary_path: Path, max_share: float) -> dict:
-    """Run the stage; see the module docstring.
+def validate_raw(
+    raw: Path, out: Path, quarantine: Path, summary_path: Path, params: Params
+) -> dict:
+    """Validate a raw folder into ``out`` and ``quarantine``; the summary is returned too.
 
     Raises:
         ContractError: A file cannot be used at all.
         QuarantineLimitError: A table's quarantined share is above ``max_share``; the
             quarantine tables and the summary are written first, the valid tables are not.
     """
+    max_share = params.validate_.max_quarantine_share
     results = validate_folder(raw)
     for name, result in results.items():
         write_parquet(_quarantine_frame(result), quarantine / f"{name}.parquet")

@@ -10,7 +10,7 @@ import pytest
 from features.calibration import household_figures
 from features.synthetic.archetypes import LONDON_FIGURES, SEASONALITY
 from features.synthetic.generator import generate_blocks, true_value_tiers
-from pipelines.generate import main, tariff_prices
+from pipelines.generate import tariff_prices, write_base
 from pipelines.validate import validate_folder
 
 
@@ -47,7 +47,9 @@ def test_same_seed_same_data_other_seed_other_data(params):
 
 def test_written_files_are_identical_for_a_seed(tmp_path, params):
     for run in ("a", "b"):
-        main(400, 6, "2024-01", 3, params.tariffs, tmp_path / run / "raw", tmp_path / run / "truth")
+        write_base(
+            400, 6, "2024-01", 3, params.tariffs, tmp_path / run / "raw", tmp_path / run / "truth"
+        )
     for rel in (
         "raw/customers.parquet",
         "raw/bills.parquet",
@@ -204,7 +206,7 @@ def test_truth_tiers_cover_a_pyramid(base):
 
 
 def test_injected_defects_are_exactly_what_validation_quarantines(tmp_path, params):
-    main(
+    write_base(
         2000,
         12,
         "2024-01",

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from features.contract import BILLS, CUSTOMERS, PAYMENTS, ContractError
 from features.validation import validate_table
-from pipelines.validate import QuarantineLimitError, main, validate_folder
+from pipelines.validate import QuarantineLimitError, validate_folder, validate_raw
 from tests.conftest import write_tiny_base
 
 
@@ -261,17 +261,18 @@ def test_missing_folder_is_named(tmp_path):
         validate_folder(tmp_path / "nowhere")
 
 
-def test_stage_writes_outputs_and_summary(tiny_raw, tmp_path):
+def test_stage_writes_outputs_and_summary(tiny_raw, tmp_path, params):
     edit(tiny_raw, "bills", 2, "kwh", "-5")
     out, quarantine, summary = tmp_path / "valid", tmp_path / "q", tmp_path / "summary.json"
     with pytest.raises(QuarantineLimitError, match=r"bills: 1 of 8 rows \(12.5%\)"):
-        main(tiny_raw, out, quarantine, summary, max_share=0.05)
+        validate_raw(tiny_raw, out, quarantine, summary, params)
     assert not out.exists()  # nothing valid is published when the run stops
     assert pq.read_table(quarantine / "bills.parquet").num_rows == 1
     saved = json.loads(summary.read_text())
     assert saved["passed"] is False and saved["over_limit"] == ["bills"]
 
-    result = main(tiny_raw, out, quarantine, summary, max_share=0.2)
+    loose = params.override("validate", max_quarantine_share=0.2)
+    result = validate_raw(tiny_raw, out, quarantine, summary, loose)
     assert result["tables"]["bills"] == {
         "file": "bills.csv",
         "rows_in": 8,

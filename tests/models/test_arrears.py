@@ -13,6 +13,9 @@ from models.arrears import ArrearsModel, BoosterParams, FeatureMismatchError, in
 from models.split import random_split
 from tests.conftest import COSTS
 
+# On the default pipeline's worker: it balances the suite's two pytest-xdist workers.
+pytestmark = pytest.mark.xdist_group("default_run")
+
 
 @pytest.fixture(scope="module")
 def table(small_base):
@@ -38,8 +41,14 @@ def _fit(table, seed=1, monotone=True):
     return ArrearsModel(params, "isotonic", monotone).fit(X[tr], y[tr], X[va], y[va], spec), X
 
 
-def test_same_seed_and_data_give_the_same_model(table, tmp_path):
-    a, X = _fit(table)
+@pytest.fixture(scope="module")
+def fitted(table):
+    """One model fitted with seed 1, shared by the tests that only read it."""
+    return _fit(table)
+
+
+def test_same_seed_and_data_give_the_same_model(table, fitted, tmp_path):
+    a, X = fitted
     b, _ = _fit(table)
     a.save(tmp_path / "a")
     b.save(tmp_path / "b")
@@ -50,8 +59,8 @@ def test_same_seed_and_data_give_the_same_model(table, tmp_path):
     assert not np.array_equal(a.predict_raw(X), c.predict_raw(X))
 
 
-def test_every_constrained_feature_is_monotone(table):
-    model, X = _fit(table)
+def test_every_constrained_feature_is_monotone(table, fitted):
+    model, X = fitted
     sample = X.sample(200, random_state=0)
     assert len(model.spec_.monotone) > 20
     for name, direction in model.spec_.monotone.items():
@@ -68,16 +77,16 @@ def test_every_constrained_feature_is_monotone(table):
             assert (direction * (hi - lo) >= -1e-12).all(), name
 
 
-def test_saved_model_predicts_the_same_after_loading(table, tmp_path):
-    model, X = _fit(table)
+def test_saved_model_predicts_the_same_after_loading(table, fitted, tmp_path):
+    model, X = fitted
     model.save(tmp_path / "m")
     again = ArrearsModel.load(tmp_path / "m")
     np.testing.assert_allclose(again.predict_proba(X), model.predict_proba(X))
     assert (tmp_path / "m" / "model.txt").read_text().startswith("tree")
 
 
-def test_missing_feature_and_wrong_type_are_errors_and_new_categories_are_missing(table):
-    model, X = _fit(table)
+def test_missing_feature_and_wrong_type_are_errors_and_new_categories_are_missing(table, fitted):
+    model, X = fitted
     with pytest.raises(FeatureMismatchError, match="lacks the model's feature.*dpd"):
         to_matrix(table.drop(columns="dpd"), model.spec_)
     with pytest.raises(FeatureMismatchError, match="balance must be numeric"):
@@ -90,7 +99,7 @@ def test_missing_feature_and_wrong_type_are_errors_and_new_categories_are_missin
 def test_bring_your_own_feature_table(table, tmp_path):
     """A table with the target inside and a feature of the utility's own trains as it is."""
     from pipelines.config import load_params
-    from pipelines.train import main
+    from pipelines.train import train_model
     from tests.conftest import PROJECT
 
     own = table.assign(tamper_alarms=(table["dpd"] > 0).astype(int) * 2, meter_brand="acme")
@@ -100,9 +109,10 @@ def test_bring_your_own_feature_table(table, tmp_path):
         update={
             "split": p.train.split.model_copy(update={"kind": "random"}),
             "exclude": ("meter_brand",),
+            "learning_rate": 0.15,  # the same path, in fewer trees
         }
     )
-    summary, model, example = main(
+    summary, model, example = train_model(
         tmp_path / "mine.parquet", None, tmp_path / "model", params, p.label
     )
     assert "tamper_alarms" in model.spec_.numeric

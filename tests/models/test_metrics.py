@@ -19,7 +19,7 @@ from models.metrics import (
     top_decile_capture,
 )
 from models.scorecard import WoEScorecard
-from models.split import out_of_time_split, random_split
+from models.split import SplitError, out_of_time_split, random_split
 
 
 def test_ks_and_capture_on_a_perfect_ranking():
@@ -77,7 +77,7 @@ def test_out_of_time_split_leaves_a_gap_of_the_horizon():
 
 
 def test_out_of_time_split_needs_snapshots():
-    with pytest.raises(ValueError, match="split.kind: random"):
+    with pytest.raises(SplitError, match="split.kind: random"):
         out_of_time_split(pd.Series(pd.to_datetime(["2024-01-31"] * 5)), 3, 3, 3)
 
 

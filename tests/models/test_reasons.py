@@ -38,7 +38,7 @@ def test_grouping_preserves_the_total_and_reasons_only_raise_risk():
             "months_of_history": [30.0, 2.0],
         }
     )
-    reasons = top_reasons(grouped, feats, n=3)
+    reasons = top_reasons(grouped, feats, n=3, min_contribution=0.05)
     first = reasons[reasons["row"] == 0]
     assert first["code"].tolist() == ["R01", "R02", OTHER]
     assert first["text_en"].iloc[0] == "1,234 overdue, the oldest unpaid bill 43 days past due"
@@ -60,7 +60,7 @@ def test_one_bill_is_said_in_the_singular():
         columns=list(BY_CODE), fill_value=0.0
     )
     feats = pd.DataFrame({"late30_bills_12m": [1.0, 3.0], "late_bills_6m": [1.0, 0.0]})
-    reasons = top_reasons(grouped, feats, n=2)
+    reasons = top_reasons(grouped, feats, n=2, min_contribution=0.05)
     assert reasons["text_en"].tolist() == [
         "1 bill paid more than 30 days late in the last 12 months",
         "1 bill paid late in the last 6 months",

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.policy import recommend
+from models.policy import PolicyError, recommend
 from models.segments import SignedLog, abc_classes, cluster_tiers, make_pipeline, migration
 
 
@@ -67,7 +67,7 @@ def test_policy_joins_service_and_credit_action():
         {"service_level": "account manager", "credit_action": "deposit"},
         {"service_level": "self-service", "credit_action": "none"},
     ]
-    with pytest.raises(ValueError, match=r"tier\(s\) \['B'\]"):
+    with pytest.raises(PolicyError, match=r"tier\(s\) \['B'\]"):
         recommend(pd.Series(["B"]), pd.Series(["C"]), {"A": "x"}, {"C": "y"})
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
+
+# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("default_run")
 
 
 def test_model_beats_the_scorecard_baseline(default_run):

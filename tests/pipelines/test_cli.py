@@ -96,13 +96,36 @@ def test_too_much_quarantine_exits_2_and_keeps_the_quarantine(tiny_raw, tmp_path
 
 
 def test_bad_params_exit_2(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["generate"]["customers"] = -1
     bad = tmp_path / "params.yaml"
-    bad.write_text(
-        (PROJECT / "params.yaml").read_text().replace("customers: 20000", "customers: -1")
-    )
+    bad.write_text(yaml.safe_dump(raw))
     res = runner.invoke(app, ["generate", "--out", str(tmp_path / "raw"), "--params", str(bad)])
     assert res.exit_code == 2
     assert "generate.customers" in res.output
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_user_error_is_one_line_and_a_bug_is_a_traceback(tmp_path, monkeypatch):
+    from pipelines import features
+
+    args = ["features", "--validated", str(tmp_path / "nowhere"), "--out", str(tmp_path / "f")]
+    args += ["--summary", str(tmp_path / "f.json"), "--params", str(PROJECT / "params.yaml")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert lines == [f"error: {tmp_path / 'nowhere' / 'customers.parquet'}: missing "
+                     "(run the validate stage first)"]  # fmt: skip
+
+    def broken(params, paths):
+        raise ValueError("a bug: an internal invariant broke")
+
+    monkeypatch.setattr(features, "run", broken)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1  # not dressed up as the user's mistake
+    assert isinstance(res.exception, ValueError) and "error:" not in res.output
 
 
 def test_bad_override_exit_2(tmp_path):
@@ -130,3 +153,15 @@ def test_help_lists_one_subcommand_per_stage():
     for stage, spec in stages.items():
         assert stage in res.output
         assert spec["cmd"].startswith(f"gridscore {stage} ")
+
+
+def test_the_default_store_is_the_project_s_own(tiny_raw, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # the project folder, as dvc repro runs the stages
+    res = runner.invoke(app, _validate_args(tiny_raw, tmp_path))
+    assert res.exit_code == 0, res.output
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("gridscore")
+    assert exp.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
+    (run,) = client.search_runs([exp.experiment_id])
+    assert (tmp_path / "mlartifacts" / run.info.run_id / "artifacts" / "validation.json").exists()

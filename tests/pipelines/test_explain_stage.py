@@ -10,25 +10,17 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.errors import GridscoreError
+from models.decision import KEY_COLUMNS as DECISION_KEYS
 from models.reasons import CATALOG_VERSION, CAUSES
 from pipelines.cli import app
 from pipelines.explain import NotFound, explain_customer, render
 from tests.conftest import PROJECT
 
-KEY_COLUMNS = (
-    "customer_id",
-    "as_of",
-    "tier",
-    "cluster",
-    "base_value",
-    "raw_score",
-    "pd",
-    "grade",
-    "exposure",
-    "expected_loss",
-    "service_level",
-    "credit_action",
-)
+# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("default_run")
+
+KEY_COLUMNS = (*DECISION_KEYS, "flags", "base_value")
 
 
 def test_explanations_of_the_latest_snapshot(explained):
@@ -112,7 +104,7 @@ def test_one_customer_explained_as_in_the_stage(explained, tmp_path):
     reasons = pd.read_parquet(out / "data" / "reasons.parquet")
     who = keys.loc[keys["grade"] == "C"].iloc[0]
     d = explain_customer(
-        paths["features"], paths["model"], who["customer_id"], p, None, paths["tiers"]
+        paths["features"], paths["model"], paths["segments"], who["customer_id"], p
     )
     assert d["as_of"] == who["as_of"] and d["grade"] == "C" and d["tier"] == who["tier"]
     assert d["pd"] == pytest.approx(who["pd"]) and d["expected_loss"] == pytest.approx(
@@ -125,18 +117,23 @@ def test_one_customer_explained_as_in_the_stage(explained, tmp_path):
     en = render(d, "en")
     assert "Credit grade: C" in en and mine["text_en"].iloc[0] in en
     assert p.policy.credit_action["C"] in en
-    with pytest.raises(ValueError, match="--lang"):
+    with pytest.raises(GridscoreError, match="--lang"):
         render(d, "fr")
 
 
 def test_unknown_customer_or_date_is_a_clear_message(explained):
-    _, _, p, paths = explained
+    out, _, p, paths = explained
+    someone = pd.read_parquet(out / "data" / "contributions.parquet")["customer_id"].iloc[0]
     with pytest.raises(NotFound, match="'NOBODY' is not in .*features.parquet"):
-        explain_customer(paths["features"], paths["model"], "NOBODY", p)
+        explain_customer(paths["features"], paths["model"], paths["segments"], "NOBODY", p)
     with pytest.raises(NotFound, match=r"no snapshot at 2031-01-31; it has \d+ month ends from"):
-        explain_customer(paths["features"], paths["model"], "C00000001", p, "2031-01-31")
+        explain_customer(
+            paths["features"], paths["model"], paths["segments"], someone, p, "2031-01-31"
+        )
     with pytest.raises(NotFound, match="not a date"):
-        explain_customer(paths["features"], paths["model"], "C00000001", p, "last tuesday")
+        explain_customer(
+            paths["features"], paths["model"], paths["segments"], someone, p, "last tuesday"
+        )
 
 
 def test_cli_prints_the_decision_writes_a_waterfall_and_fails_clearly(explained, tmp_path):
@@ -150,8 +147,8 @@ def test_cli_prints_the_decision_writes_a_waterfall_and_fails_clearly(explained,
         str(paths["features"]),
         "--model",
         str(paths["model"]),
-        "--tiers",
-        str(paths["tiers"]),
+        "--segments",
+        str(paths["segments"]),
         "--params",
         str(PROJECT / "params.yaml"),
     ]
@@ -172,36 +169,22 @@ def test_cli_prints_the_decision_writes_a_waterfall_and_fails_clearly(explained,
 
 
 def test_stage_logs_global_explanations_to_mlflow(explained, tmp_path, monkeypatch):
-    _, _, _, paths = explained
+    from pipelines import explain
+    from pipelines.tracking import Tracker
+
+    out, summary, p, paths = explained
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(
-        app,
-        [
-            "explain",
-            "--features",
-            str(paths["features"]),
-            "--model",
-            str(paths["model"]),
-            "--tiers",
-            str(paths["tiers"]),
-            "--out",
-            "out",
-            "--reports",
-            "reports",
-            "--summary",
-            "explanations.json",
-            "--params",
-            str(PROJECT / "params.yaml"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    stage = explain.Paths(
+        paths["features"], paths["model"], paths["segments"], tmp_path / "out",
+        out / "reports", out / "explanations.json",
+    )  # fmt: skip
+    explain._log(Tracker(), p, stage, summary)  # what run() does after writing, tracking on
     run_id = json.loads((tmp_path / "out.mlflow.json").read_text())["run_id"]
     client = mlflow.MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.data.tags["gridscore.stage"] == "explain"
-    assert run.data.metrics["max_additivity_gap"] < 1e-9 and run.data.metrics["rows"] > 10000
+    assert run.data.metrics["max_additivity_gap"] < 1e-9 and run.data.metrics["rows"] > 5000
     assert run.data.params["catalog_version"] == CATALOG_VERSION
     assert run.data.params["top_n"] == "3"
     logged = {a.path for a in client.list_artifacts(run_id)}

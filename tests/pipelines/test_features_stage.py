@@ -10,7 +10,7 @@ import pytest
 
 from features.catalog import COMPUTED, STATIC
 from pipelines.config import load_params
-from pipelines.features import FEATURE_SCHEMA, LABEL_SCHEMA, main
+from pipelines.features import FEATURE_SCHEMA, LABEL_SCHEMA, Paths, run
 from tests.conftest import PROJECT
 
 
@@ -28,14 +28,15 @@ def stage_params():
             ),
         }
     )
-    return p, p.features.model_copy(update={"snapshots": snaps, "chunk_customers": 700})
-
-
-def _run(validated, tmp_path, stage_params):
-    p, feats = stage_params
-    summary = main(
-        validated, tmp_path / "features", tmp_path / "features.json", feats, p.label, p.tariffs
+    return p.model_copy(
+        update={
+            "features": p.features.model_copy(update={"snapshots": snaps, "chunk_customers": 700})
+        }
     )
+
+
+def _run(validated, tmp_path, p):
+    summary = run(p, Paths(validated, tmp_path / "features", tmp_path / "features.json"))
     f = pq.read_table(tmp_path / "features" / "features.parquet")
     labels = pq.read_table(tmp_path / "features" / "labels.parquet")
     return summary, f, labels
@@ -67,9 +68,8 @@ def test_chunks_and_sorting_do_not_change_the_result(small_base, tmp_path, stage
     for name in ("customers", "bills", "payments"):
         t = pq.read_table(small_base / "raw" / f"{name}.parquet").to_pandas()
         t.sample(frac=1.0, random_state=1).to_parquet(shuffled / f"{name}.parquet", index=False)
-    p, feats = stage_params
     _, f_shuffled, l_shuffled = _run(
-        shuffled, tmp_path / "b", (p, feats.model_copy(update={"chunk_customers": 311}))
+        shuffled, tmp_path / "b", stage_params.override("features", chunk_customers=311)
     )
     pd.testing.assert_frame_equal(f_sorted.to_pandas(), f_shuffled.to_pandas())
     pd.testing.assert_frame_equal(l_sorted.to_pandas(), l_shuffled.to_pandas())

@@ -71,9 +71,7 @@ def server(tmp_path_factory):
 def small_features(small_base, tmp_path_factory):
     p = load_params(PROJECT / "params.yaml")
     out = tmp_path_factory.mktemp("server_features")
-    features.main(
-        small_base / "raw", out / "features", out / "features.json", p.features, p.label, p.tariffs
-    )
+    features.run(p, features.Paths(small_base / "raw", out / "features", out / "features.json"))
     return out / "features"
 
 

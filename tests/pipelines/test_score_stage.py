@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -19,12 +19,16 @@ import yaml
 from typer.testing import CliRunner
 
 from features.engine import Snapshots
+from features.errors import InputMissing
 from models.arrears import FeatureMismatchError
 from models.decision import FeatureMissing
-from pipelines import score
+from pipelines import decision, score
 from pipelines.cli import app
 from pipelines.config import load_params
 from tests.conftest import PROJECT
+
+# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("default_run")
 
 AS_OF = "2025-12-31"
 
@@ -93,15 +97,11 @@ def test_short_history_is_scored_and_flagged_never_dropped(scored, params):
 
 def test_partition_size_does_not_change_the_output(default_run, segmented, tmp_path, params):
     root, _, _ = default_run
-    model, *_ = score.load_decision_model(
-        str(root / "model"), str(segmented[0] / "model"), params, tmp_path / "m"
-    )
+    model = decision.load(root / "model", segmented[0] / "model", params, tmp_path / "m").model
     outs = []
-    for size in (20000, 3001):
-        p = params.model_copy(
-            update={"score": params.score.model_copy(update={"partition_customers": size})}
-        )
-        rec = score.main(root / "validated", tmp_path / str(size), p, model, AS_OF, progress=False)
+    for size in (20000, 1501):
+        p = params.override("score", partition_customers=size, as_of=AS_OF)
+        rec = score.score_base(root / "validated", tmp_path / str(size), p, model, progress=False)
         assert rec["partitions"] == -(-rec["customers_in"] // size)
         outs.append(score.read_scores(tmp_path / str(size)).sort_values("customer_id"))
     pd.testing.assert_frame_equal(outs[0].reset_index(drop=True), outs[1].reset_index(drop=True))
@@ -120,15 +120,12 @@ def test_inputs_out_of_customer_order_give_the_same_scores(
     for table in ("customers", "bills", "payments"):
         t = pq.read_table(root / "validated" / f"{table}.parquet")
         pq.write_table(t.take(rng.permutation(t.num_rows)), shuffled / f"{table}.parquet")
-    model, *_ = score.load_decision_model(
-        str(root / "model"), str(segmented[0] / "model"), params, tmp_path / "m"
-    )
-    p = params.model_copy(
-        update={"score": params.score.model_copy(update={"partition_customers": 4000})}
-    )
-    rec = score.main(shuffled, tmp_path / "out", p, model, AS_OF, progress=False)
+    model = decision.load(root / "model", segmented[0] / "model", params, tmp_path / "m").model
+    p = params.override("score", partition_customers=2000, as_of=AS_OF)
+    rec = score.score_base(shuffled, tmp_path / "out", p, model, progress=False)
     got = score.read_scores(tmp_path / "out")
-    assert rec["partitions"] == 5 and got["customer_id"].is_monotonic_increasing
+    assert rec["partitions"] == -(-rec["customers_in"] // 2000) > 1
+    assert got["customer_id"].is_monotonic_increasing
     pd.testing.assert_frame_equal(got, want)
 
 
@@ -140,16 +137,16 @@ def test_a_raw_folder_is_validated_then_scored(default_run, segmented, tiny_raw,
     at = cmd.index("--validated")
     cmd[at : at + 2] = ["--raw", str(tiny_raw)]
     cmd[cmd.index("--as-of") + 1] = "2024-03-31"
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = CliRunner().invoke(app, cmd[1:])
+    assert done.exit_code == 0, done.output[-2000:]
     rec = json.loads((out / score.RECONCILIATION).read_text())
     assert rec["customers_in"] == rec["scored"] == 3 and rec["balanced"]
     assert rec["quarantined_upstream"] == {"bills": 0, "customers": 0, "payments": 0}
     got = score.read_scores(out)
     assert got["flags"].str.contains("insufficient_history").all()  # three months billed
     (tiny_raw / "bills.csv").write_text("customer_id,period\nC1,2024-01\n")
-    bad = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "bills.csv" in bad.stderr and "kwh" in bad.stderr
+    bad = CliRunner().invoke(app, [*cmd[1:], "--overwrite"])
+    assert bad.exit_code == 2 and "bills.csv" in bad.output and "kwh" in bad.output
 
 
 def _cli(params_path: Path, root: Path, seg: Path, out: Path, *extra: str) -> list[str]:
@@ -172,49 +169,63 @@ def _cli(params_path: Path, root: Path, seg: Path, out: Path, *extra: str) -> li
     ]
 
 
+_KILLED_AT_PART_4 = """
+import os, signal, sys
+import pyarrow.parquet as pq
+from pipelines.cli import app
+real, written = pq.write_table, []
+def write_then_die(table, where, **kw):
+    written.append(where)
+    if len(written) == 4:  # the 4th partition: half written, then killed as by the OOM killer
+        with open(where, "wb") as fh:
+            fh.write(b"PAR1 half a partition")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(table, where, **kw)
+pq.write_table = write_then_die
+sys.argv = ["gridscore", *sys.argv[1:]]
+app()
+"""
+
+
 def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
-    default_run, segmented, tmp_path
+    default_run, segmented, scored, tmp_path
 ):
     root, _, _ = default_run
     seg = segmented[0] / "model"
     params_path = _params(tmp_path, partition_customers=1000)
     out = tmp_path / "scores"
-    proc = subprocess.Popen(_cli(params_path, root, seg, out), stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while len(list(out.glob("part-*.parquet"))) < 3 and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    args = _cli(params_path, root, seg, out)[1:]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AT_PART_4, *args], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
     done = sorted(out.glob("part-*.parquet"))
-    assert 3 <= len(done) < 20 and not (out / score.SUCCESS).exists()
+    assert [p.name for p in done] == [f"part-{i:05d}.parquet" for i in range(3)]
+    assert not (out / score.SUCCESS).exists() and list((out / "_tmp").iterdir())
     with pytest.raises(score.ScoreError, match="did not finish"):
         score.read_scores(out)
     done[0].write_bytes(done[0].read_bytes()[:100])  # a damaged partition is redone, not kept
-    again = subprocess.run(_cli(params_path, root, seg, out), capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr
+    again = CliRunner().invoke(app, _cli(params_path, root, seg, out)[1:])
+    assert again.exit_code == 0, again.output
     rec = json.loads((out / score.RECONCILIATION).read_text())
-    assert rec["partitions"] == 20 and rec["partitions_resumed"] >= len(done) - 1
+    assert rec["partitions"] == -(-rec["customers_in"] // 1000) and rec["partitions_resumed"] == 2
     resumed = score.read_scores(out)
-    clean = tmp_path / "clean"
-    subprocess.run(_cli(params_path, root, seg, clean), check=True, capture_output=True)
-    expected = score.read_scores(clean)
     assert resumed["customer_id"].is_unique and len(resumed) == rec["scored"]
-    pd.testing.assert_frame_equal(resumed, expected)
+    never_stopped = scored[2].sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(
+        resumed.sort_values("customer_id", ignore_index=True), never_stopped
+    )
     assert not (out / "_tmp").exists()
     # a different run into the same folder is refused, unless asked to overwrite
     (tmp_path / "other").mkdir()
     other_params = _params(tmp_path / "other", partition_customers=999)
-    other = subprocess.run(_cli(other_params, root, seg, out), capture_output=True, text=True)
-    assert other.returncode == 2 and "holds a scoring run with other" in other.stderr
+    other = CliRunner().invoke(app, _cli(other_params, root, seg, out)[1:])
+    assert other.exit_code == 2 and "holds a scoring run with other" in other.output
 
 
 def test_model_or_feature_mismatch_is_a_clear_error_or_a_flag(
     default_run, segmented, tmp_path, params
 ):
     root, _, _ = default_run
-    model, *_ = score.load_decision_model(
-        str(root / "model"), str(segmented[0] / "model"), params, tmp_path / "m"
-    )
+    model = decision.load(root / "model", segmented[0] / "model", params, tmp_path / "m").model
     feats = pd.read_parquet(root / "features" / "features.parquet")
     rows = (
         feats[pd.to_datetime(feats["as_of"]) == pd.Timestamp(AS_OF)]
@@ -232,19 +243,19 @@ def test_model_or_feature_mismatch_is_a_clear_error_or_a_flag(
     assert (decided["flags"].fillna("").str.contains("unseen_category:region").sum()) == 5
     assert decided["pd"].notna().all()
     # a model trained on other features: its columns are not in the table
-    with pytest.raises(score.ScoreError, match="no model.txt"):
-        score.load_decision_model(
-            str(tmp_path), str(segmented[0] / "model"), params, tmp_path / "n"
-        )
+    with pytest.raises(InputMissing, match="no model.txt"):
+        decision.load(tmp_path, segmented[0] / "model", params, tmp_path / "n")
 
 
-def test_models_from_the_registry_and_the_pyfunc_decide_the_same(scored, default_run, tmp_path):
+def test_models_from_the_registry_and_the_pyfunc_decide_the_same(
+    scored, default_run, tmp_path, monkeypatch
+):
     tmp, uri, scores = scored
     root, _, _ = default_run
     client = mlflow.MlflowClient(uri)
-    version = client.get_model_version_by_alias(score.DECISION_MODEL, "candidate")
-    mlflow.set_tracking_uri(uri)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{score.DECISION_MODEL}@candidate")
+    version = client.get_model_version_by_alias(decision.DECISION_MODEL, "candidate")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{decision.DECISION_MODEL}@candidate")
     feats = pd.read_parquet(root / "features" / "features.parquet")
     rows = (
         feats[pd.to_datetime(feats["as_of"]) == pd.Timestamp(AS_OF)]
@@ -269,7 +280,7 @@ def test_models_from_the_registry_and_the_pyfunc_decide_the_same(scored, default
             "models",
             "predict",
             "-m",
-            f"models:/{score.DECISION_MODEL}/{version.version}",
+            f"models:/{decision.DECISION_MODEL}/{version.version}",
             "-i",
             str(csv),
             "-t",
@@ -289,11 +300,11 @@ def test_models_from_the_registry_and_the_pyfunc_decide_the_same(scored, default
     assert (pred["credit_action"].to_numpy() == want["credit_action"].head(50).to_numpy()).all()
 
 
-def test_scoring_with_models_from_the_registry(scored, default_run, segmented, tmp_path, params):
-    import skops.io as sio
-
-    from models.arrears import ArrearsModel
-    from pipelines import tracking
+def test_scoring_with_models_from_the_registry(
+    scored, default_run, segmented, tmp_path, params, monkeypatch
+):
+    from pipelines import segment, train
+    from pipelines.tracking import Tracker, TrackingError
 
     _, uri, scores = scored
     root, _, _ = default_run
@@ -304,31 +315,34 @@ def test_scoring_with_models_from_the_registry(scored, default_run, segmented, t
         .head(300)
         .reset_index(drop=True)
     )
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        tracking.log_model_run(
-            "registry-test", "train", {}, {}, root / "model",
-            ArrearsModel.load(root / "model"), rows.head(5), "gridscore-arrears",
-        )  # fmt: skip
-        trusted = sio.get_untrusted_types(file=seg / "pipeline.skops")
-        pipe = sio.load(seg / "pipeline.skops", trusted=trusted)
-        cols = json.loads((seg / "tiers.json").read_text())["features"]
-        tracking.log_sklearn_run(
-            "registry-test", "segment", {}, {}, [seg / "tiers.json", seg / "pipeline.skops"],
-            pipe, rows[cols].head(5).astype(float), "gridscore-value-segments", trusted=trusted,
-        )  # fmt: skip
-        model, _, _ = score.load_decision_model(
-            "models:/gridscore-arrears@candidate",
-            "models:/gridscore-value-segments@candidate",
-            params,
-            tmp_path / "m",
-        )
-        with pytest.raises(score.ScoreError, match="no such registered model version"):
-            score.load_decision_model(
-                "models:/gridscore-arrears@champion", str(seg), params, tmp_path / "n"
-            )
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracker = Tracker("registry-test")
+    model_dir = tmp_path / "arrears"  # a copy: the stage notes its run beside the folder
+    model_dir.mkdir()
+    for f in (root / "model").iterdir():
+        (model_dir / f.name).write_bytes(f.read_bytes())
+    from models.arrears import ArrearsModel
+
+    train._log(tracker, params.train, {"test": {"model": {}, "baseline": {}}, "best_iteration": 1},
+               model_dir, ArrearsModel.load(model_dir), rows.head(5))  # fmt: skip
+    seg_paths = segment.Paths(
+        root / "features" / "features.parquet", seg, segmented[0] / "reports",
+        segmented[0] / "segments.json",
+    )  # fmt: skip
+    seg_copy = tmp_path / "segments"
+    seg_copy.mkdir()
+    for name in ("pipeline.skops", "tiers.json"):
+        (seg_copy / name).write_bytes((seg / name).read_bytes())
+    segment._log(tracker, params.segment, replace(seg_paths, out=seg_copy), segmented[1])
+    assert tracker.read_note(model_dir)["version"] == "1"
+    model = decision.load(
+        "models:/gridscore-arrears@candidate",
+        "models:/gridscore-value-segments@candidate",
+        params,
+        tmp_path / "m",
+    ).model
+    with pytest.raises(TrackingError, match="no such registered model version"):
+        decision.load("models:/gridscore-arrears@champion", seg, params, tmp_path / "n")
     assert model.versions == {
         "arrears_model_version": "gridscore-arrears/1",
         "segments_model_version": "gridscore-value-segments/1",

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import skops.io as sio
+
+# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("default_run")
 
 
 def test_energy_intensive_preferential_customers_are_not_vip_for_their_kwh(segmented):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import score
-from pipelines.validate import main as validate
+from pipelines import decision, score
+from pipelines.tracking import Tracker
+from pipelines.validate import validate_raw
+
+# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("default_run")
 
 AS_OF = "2024-12-31"
 
@@ -28,33 +30,23 @@ def spark():
 
 
 def test_spark_scores_equal_the_single_machine_scores(
-    spark, small_base, default_run, segmented, scored, params, tmp_path
+    spark, small_base, default_run, segmented, scored, params, tmp_path, monkeypatch
 ):
     from pipelines.spark import score_spark
 
     root, _, _ = default_run
-    validate(
-        small_base / "raw",
-        tmp_path / "validated",
-        tmp_path / "quarantine",
-        tmp_path / "v.json",
-        0.05,
+    validated = tmp_path / "validated"
+    validate_raw(
+        small_base / "raw", validated, tmp_path / "quarantine", tmp_path / "v.json", params
     )
-    model, _, _ = score.load_decision_model(
-        str(root / "model"), str(segmented[0] / "model"), params, tmp_path / "m"
-    )
-    p = params.model_copy(
-        update={"score": params.score.model_copy(update={"partition_customers": 700})}
-    )
-    rec = score.main(tmp_path / "validated", tmp_path / "local", p, model, AS_OF, progress=False)
+    model = decision.load(root / "model", segmented[0] / "model", params, tmp_path / "m").model
+    p = params.override("score", partition_customers=700, as_of=AS_OF)
+    rec = score.score_base(validated, tmp_path / "local", p, model, progress=False)
     local = score.read_scores(tmp_path / "local").sort_values("customer_id")
     # the Spark path runs the model inside the registered gridscore-decision pyfunc
     _, uri, _ = scored
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        pyfunc_model = score.load_decision_pyfunc(f"models:/{score.DECISION_MODEL}@candidate")
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    pyfunc_model = decision.load_pyfunc(f"models:/{decision.DECISION_MODEL}@candidate", Tracker())
     pyfunc_model.versions = dict(model.versions)  # same files, named as the local run names them
     rows = score_spark(
         spark, str(tmp_path / "validated"), str(tmp_path / "spark"), params, pyfunc_model, AS_OF, 4
