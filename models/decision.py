@@ -21,11 +21,12 @@ import pandas as pd
 from features.errors import GridscoreError, InputMissing
 from models.arrears import ArrearsModel
 from models.explain import Explained, explain_rows
-from models.policy import recommend
-from models.reasons import CATALOG_VERSION
+from models.policy import CreditPolicy, SecurityTerms, recommend
+from models.reasons import CATALOG_VERSION, officer_context
 
 #: Flags a scored row may carry (``;``-joined in the ``flags`` column).
 INSUFFICIENT_HISTORY = "insufficient_history"
+INCOMPLETE_LEDGER = "incomplete_ledger"  # quarantined bill/payment rows dated by as_of
 NO_TIER = "no_tier"
 UNSEEN_CATEGORY = "unseen_category"  # a category the arrears model never saw: scored as missing
 
@@ -42,7 +43,13 @@ KEY_COLUMNS = (
     "raw_score",
     "service_level",
     "credit_action",
+    "security_amount",
+    "quarantined_rows",
+    "quarantine_refs",
+    "officer_context",
 )
+#: Optional input columns: the customer's quarantined rows at as_of (features.completeness).
+LEDGER_COLUMNS = ("quarantined_rows", "quarantine_refs")
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,17 @@ class DecisionConfig:
     top_n: int
     min_contribution: float
     min_history_months: int
+    security: Mapping[str, float] = field(default_factory=dict)  # SecurityTerms' fields
+    currency: str = "CNY"
+    account_manager_tiers: tuple[str, ...] = ("A", "B")
+
+    def policy(self) -> CreditPolicy:
+        return CreditPolicy(
+            self.service,
+            self.credit_action,
+            SecurityTerms(**self.security),
+            self.account_manager_tiers,
+        )
 
     def to_json(self) -> str:
         return json.dumps(
@@ -71,6 +89,7 @@ class DecisionConfig:
         raw = json.loads(text)
         raw["grade_names"] = tuple(raw["grade_names"])
         raw["grade_upper_pd"] = tuple(raw["grade_upper_pd"])
+        raw["account_manager_tiers"] = tuple(raw.get("account_manager_tiers", ("A", "B")))
         return cls(**raw)
 
 
@@ -101,6 +120,22 @@ class Segmenter:
         cluster = self.pipeline.predict(feats[list(self.features)].to_numpy(float))
         tier = np.array([self.tiers.get(int(c)) for c in cluster], dtype=object)
         return cluster.astype(int), tier
+
+
+def _number(feats: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in feats:
+        return np.full(len(feats), np.nan)
+    return pd.to_numeric(feats[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _ledger(feats: pd.DataFrame) -> pd.DataFrame:
+    """The quarantined rows of each customer at as_of (0 and none when not given)."""
+    rows = np.nan_to_num(_number(feats, "quarantined_rows"), nan=0).astype(np.int64)
+    refs = (
+        feats["quarantine_refs"] if "quarantine_refs" in feats else pd.Series([None] * len(feats))
+    )
+    refs = refs.astype(object).where(refs.notna(), None).to_numpy()
+    return pd.DataFrame({"quarantined_rows": rows, "quarantine_refs": refs})
 
 
 class FeatureMissing(GridscoreError):
@@ -147,6 +182,7 @@ class DecisionModel:
             c.horizon_months,
             c.top_n,
             c.min_contribution,
+            c.currency,
         )
         out = x.keys.drop(columns="base_value")
         if self.segmenter is None:
@@ -155,9 +191,16 @@ class DecisionModel:
             cluster, tier = self.segmenter.assign(feats)
         out["tier"] = pd.array(tier, dtype="str")
         out["cluster"] = pd.array(cluster, dtype="Int64")
-        action = recommend(out["tier"], out["grade"], c.service, c.credit_action)
+        gaps = _ledger(feats)
+        bill = _number(feats, "amount_mean_12m")
+        bill = np.where(np.isnan(bill), _number(feats, "amount_mean_3m"), bill)
+        action = recommend(out["tier"], out["grade"], c.policy(), bill, gaps["quarantined_rows"])
         out["service_level"] = action["service_level"].to_numpy()
         out["credit_action"] = action["credit_action"].to_numpy()
+        out["security_amount"] = action["security_amount"].to_numpy()
+        out["quarantined_rows"] = gaps["quarantined_rows"].to_numpy()
+        out["quarantine_refs"] = pd.array(gaps["quarantine_refs"].to_numpy(), dtype="str")
+        out["officer_context"] = pd.array(officer_context(x.grouped, c.min_contribution), "str")
         r = x.reasons
         for k in range(1, c.top_n + 1):
             at = r[r["rank"] == k]
@@ -169,6 +212,8 @@ class DecisionModel:
         short = ~(history >= c.min_history_months)
         flags = np.where(short, INSUFFICIENT_HISTORY, "")
         flags = np.where(pd.isna(tier), np.char.add(flags, ";" + NO_TIER), flags)
+        gap = gaps["quarantined_rows"].to_numpy() > 0
+        flags = np.where(gap, np.char.add(flags, ";" + INCOMPLETE_LEDGER), flags)
         for col in self.arrears.spec_.categorical:
             value = feats[col].astype("object")
             unseen = (

@@ -66,6 +66,7 @@ def explain_rows(
     horizon_months: int,
     top_n: int,
     min_contribution: float,
+    currency: str = "CNY",
 ) -> Explained:
     """PD, grade, expected loss, SHAP contributions and top reasons of feature rows.
 
@@ -97,7 +98,7 @@ def explain_rows(
         }
     )
     grouped = group_by_cause(contrib)
-    reasons = top_reasons(grouped, rows, top_n, min_contribution)
+    reasons = top_reasons(grouped, rows, top_n, min_contribution, currency)
     return Explained(keys, contrib, grouped, reasons, gap)
 
 

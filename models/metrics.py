@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import beta
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -102,7 +103,14 @@ def assign_grades(pd_: np.ndarray, names: Sequence[str], upper: Sequence[float])
 def grade_table(
     y: np.ndarray, pd_: np.ndarray, grades: np.ndarray, names: Sequence[str]
 ) -> pd.DataFrame:
-    """Per grade: customers, share, mean predicted probability, realised arrears rate."""
+    """Per grade: customers, share, mean predicted probability, realised arrears rate, and the
+    Jeffreys test of the grade's PD (as PD back-testing does).
+
+    ``jeffreys_p`` is the one-sided p-value that the grade's mean PD is not too low: the
+    probability, under the Jeffreys posterior Beta(bads + 1/2, goods + 1/2) of the realised
+    rate, that the true rate is at most the mean PD. Below 0.05 the grade underestimates its
+    risk; near 1 it overestimates it.
+    """
     df = pd.DataFrame({"grade": grades, "y": y, "pd": pd_})
     g = df.groupby("grade").agg(
         customers=("y", "size"),
@@ -112,6 +120,8 @@ def grade_table(
     )
     g = g.reindex(list(names)).fillna({"customers": 0, "bads": 0})
     g["share"] = g["customers"] / max(len(df), 1)
+    a, b = g["bads"] + 0.5, g["customers"] - g["bads"] + 0.5
+    g["jeffreys_p"] = np.where(g["customers"] > 0, beta.cdf(g["mean_pd"].fillna(0), a, b), np.nan)
     return g.reset_index()
 
 

@@ -1,33 +1,127 @@
-"""The service policy: what each value tier gets, and the credit action each grade calls for."""
+"""The service and credit policy: what each value tier gets, and what each decision asks of
+the customer, with the amount of any deposit or guarantee.
+
+The credit action of a customer follows its grade (params ``policy.credit_action``: ``none``,
+``payment_reminder`` or ``security``), then three rules a credit officer can defend:
+
+1. An incomplete ledger is never acted on automatically: a customer with quarantined bill or
+   payment rows (``features.completeness``) whose grade calls for any action is sent to a
+   review of its records (``review_incomplete_records``), with the rows behind it.
+2. Differentiated service: a tier A or B customer (``policy.account_manager_tiers``) whose
+   grade calls for security goes to its account manager (``account_manager_review``), who
+   decides; no automatic request.
+3. Security is sized to the customer: ``months_of_bills`` x the expected monthly bill, rounded
+   up to ``round_to``, at least ``minimum``, at most ``cap``; above ``guarantee_above`` it is
+   asked as a bank guarantee instead of a cash deposit.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from features.errors import GridscoreError
+
+NONE = "none"
+REMINDER = "payment_reminder"
+SECURITY = "security"  # a grade's action: becomes DEPOSIT or GUARANTEE by the amount
+DEPOSIT = "deposit"
+GUARANTEE = "bank_guarantee"
+REVIEW_RECORDS = "review_incomplete_records"
+REVIEW_MANAGER = "account_manager_review"
+GRADE_ACTIONS = (NONE, REMINDER, SECURITY)
+#: The actions that ask a customer for money up front (a notice is written for each).
+ADVERSE = (DEPOSIT, GUARANTEE)
+ACTION_TEXT = {
+    NONE: ("none", "无"),
+    REMINDER: ("payment reminder before the due date", "到期前缴费提醒"),
+    DEPOSIT: ("ask for a cash deposit", "要求缴纳电费保证金"),
+    GUARANTEE: ("ask for a bank guarantee", "要求提供银行履约保函"),
+    REVIEW_RECORDS: (
+        "review by a credit officer: the customer's records are incomplete",
+        "人工复核：客户的账单或缴费记录不完整",
+    ),
+    REVIEW_MANAGER: (
+        "review by the account manager (tier A/B customer)",
+        "由客户经理复核（A/B级客户）",
+    ),
+}
 
 
 class PolicyError(GridscoreError):
     """params.yaml's policy has no entry for a tier or grade the models produce."""
 
 
+@dataclass(frozen=True)
+class SecurityTerms:
+    """How a deposit or guarantee is sized (params ``policy.security``)."""
+
+    months_of_bills: float = 2.0
+    round_to: float = 100.0
+    minimum: float = 200.0
+    cap: float = 5_000_000.0
+    guarantee_above: float = 50_000.0
+
+    def amount(self, monthly_bill: np.ndarray) -> np.ndarray:
+        """The security asked of each customer from its expected monthly bill."""
+        raw = np.nan_to_num(np.asarray(monthly_bill, float), nan=0.0) * self.months_of_bills
+        rounded = np.ceil(raw / self.round_to) * self.round_to
+        return np.clip(rounded, self.minimum, self.cap)
+
+
+@dataclass(frozen=True)
+class CreditPolicy:
+    service: Mapping[str, str]
+    credit_action: Mapping[str, str]  # grade -> none | payment_reminder | security
+    security: SecurityTerms = field(default_factory=SecurityTerms)
+    account_manager_tiers: Sequence[str] = ("A", "B")
+
+
 def recommend(
-    tier: pd.Series, grade: pd.Series, service: Mapping[str, str], credit_action: Mapping[str, str]
+    tier: pd.Series,
+    grade: pd.Series,
+    policy: CreditPolicy,
+    monthly_bill: np.ndarray | None = None,
+    quarantined_rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Service level by tier and credit action by grade, row by row.
+    """Service level, credit action and security amount, row by row.
+
+    Returns:
+        ``service_level`` (by tier), ``credit_action`` (one of :data:`ACTION_TEXT`),
+        ``security_amount`` (the deposit or guarantee asked; for an account manager's
+        review, the amount the policy would ask; NaN otherwise).
 
     Raises:
         PolicyError: A tier or grade has no entry in the policy (never a silent blank).
     """
-    missing_t = set(tier.dropna()) - set(service)
-    missing_g = set(grade.dropna()) - set(credit_action)
+    missing_t = set(tier.dropna()) - set(policy.service)
+    missing_g = set(grade.dropna()) - set(policy.credit_action)
     if missing_t or missing_g:
         raise PolicyError(
             f"policy has no entry for tier(s) {sorted(missing_t)} / grade(s) {sorted(missing_g)}"
         )
+    n = len(tier)
+    base = grade.map(dict(policy.credit_action)).to_numpy(dtype=object)
+    gaps = np.zeros(n) if quarantined_rows is None else np.nan_to_num(quarantined_rows, nan=0)
+    bill = np.zeros(n) if monthly_bill is None else np.asarray(monthly_bill, float)
+    amount = policy.security.amount(bill)
+    secure = base == SECURITY
+    action = np.where(
+        secure, np.where(amount > policy.security.guarantee_above, GUARANTEE, DEPOSIT), base
+    ).astype(object)
+    managed = secure & tier.isin(list(policy.account_manager_tiers)).to_numpy()
+    action[managed] = REVIEW_MANAGER
+    incomplete = (base != NONE) & (gaps > 0)
+    action[incomplete] = REVIEW_RECORDS
+    asked = secure & ~incomplete
     return pd.DataFrame(
-        {"service_level": tier.map(dict(service)), "credit_action": grade.map(dict(credit_action))},
+        {
+            "service_level": tier.map(dict(policy.service)).to_numpy(),
+            "credit_action": action,
+            "security_amount": np.where(asked, amount, np.nan),
+        },
         index=tier.index,
     )

@@ -1,9 +1,18 @@
 """Reason codes: SHAP contributions grouped by cause, in words a credit officer can say.
 
 A versioned catalog maps every feature of the arrears model to a cause; each cause has a
-code and a text template in English and Chinese, filled with the customer's own values.
-A customer's reasons are the causes whose summed contributions raise its risk most; a cause
-that lowers the risk is never a reason.
+code and text templates in English and Chinese, filled with the customer's own values.
+A customer's principal reasons are the causes whose summed contributions raise its risk
+most, under three rules that make them fit for a notice to the customer:
+
+- only *customer-facing* causes are reasons: statements about the customer's own bills,
+  payments and consumption, which the customer can check and act on. Drivers that are not
+  (tariff class, industry, region, internal margins) are shown to the officer as context
+  (:func:`officer_context`), never as a reason;
+- a reason is a fact: a cause is given only where a text whose condition holds on the
+  customer's values can be said ("3 bills paid late in the last 6 months"); the general
+  wording of a cause ("the timing of payments") is never a reason;
+- a cause that lowers the risk is never a reason.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import pandas as pd
 
 from features.catalog import CONSUMPTION_WINDOWS, PAYMENT_WINDOWS
 
-CATALOG_VERSION = "2026.11-2"
+CATALOG_VERSION = "2026.12-1"
 OTHER = "R99"
 _SUM_WINDOWS = tuple(w for w in CONSUMPTION_WINDOWS if w > 1)  # sum, mean, std over months
 
@@ -64,6 +73,7 @@ class Cause:
     name: str
     features: tuple[str, ...]
     texts: tuple[tuple[object, str, str], ...]
+    customer_facing: bool = True  # False: officer context only, never a reason
 
 
 def _windows(*stems: str, windows=PAYMENT_WINDOWS) -> tuple[str, ...]:
@@ -77,14 +87,15 @@ CAUSES: tuple[Cause, ...] = (
         ("balance", "overdue_arrears", "dpd", "unpaid_bills", "arrears_to_avg_bill"),
         (
             (
-                _pos("overdue_arrears"),
-                "{overdue_arrears:,.0f} overdue, the oldest unpaid bill {dpd:.0f} days past due",
-                "当前欠费{overdue_arrears:,.0f}元，最早一张未缴账单已逾期{dpd:.0f}天",
+                _pos("overdue_arrears", 0.005),
+                "{overdue_arrears:,.2f} {currency} overdue, the oldest unpaid bill {dpd:.0f} days "
+                "past its due date",
+                "当前欠费{overdue_arrears:,.2f}{currency_zh}，最早一张未缴账单已逾期{dpd:.0f}天",
             ),
             (
-                _pos("balance"),
-                "an unpaid balance of {balance:,.0f}, not yet due",
-                "尚有{balance:,.0f}元电费未到期未缴",
+                _pos("balance", 0.005),
+                "{balance:,.2f} {currency} billed and not yet paid, not yet due",
+                "尚有{balance:,.2f}{currency_zh}电费未缴（未到缴费期限）",
             ),
             (_always, "the state of the account's balance", "账户余额情况"),
         ),
@@ -188,8 +199,8 @@ CAUSES: tuple[Cause, ...] = (
         (
             (
                 _neg("kwh_yoy_change", -0.1),
-                "consumption down {kwh_yoy_change:.0%} on the same months a year ago",
-                "用电量较去年同期变化{kwh_yoy_change:.0%}",
+                "consumption {kwh_yoy_drop:.0%} lower than in the same months a year ago",
+                "用电量较去年同期下降{kwh_yoy_drop:.0%}",
             ),
             (
                 _pos("kwh_max_drop_12m", 0.2),
@@ -207,7 +218,7 @@ CAUSES: tuple[Cause, ...] = (
             (
                 _neg("months_of_history", 12),
                 "only {months_of_history:.0f} months of billing history",
-                "仅有{months_of_history:.0f}个月的缴费记录",
+                "仅有{months_of_history:.0f}个月的账单记录",
             ),
             (_always, "the length of the customer relationship", "客户关系时长"),
         ),
@@ -232,14 +243,24 @@ CAUSES: tuple[Cause, ...] = (
             ),
             (_always, "the size of the bills", "电费金额水平"),
         ),
+        customer_facing=False,  # an internal margin and the tariff the utility set
     ),
     Cause(
         "R09",
         "customer_profile",
         ("tariff_class", "industry", "region", "voltage_kv", "contract_capacity_kva"),
-        ((_always, "customer profile: {tariff_class}", "客户类别：{tariff_class}"),),
+        (
+            (
+                _always,
+                "customer profile (tariff class, industry, region, supply)",
+                "客户属性（电价类别、行业、地区、供电条件）",
+            ),
+        ),
+        customer_facing=False,  # who the customer is, not what it did
     ),
-    Cause(OTHER, "other_factors", (), ((_always, "other factors", "其他因素"),)),
+    Cause(
+        OTHER, "other_factors", (), ((_always, "other factors", "其他因素"),), customer_facing=False
+    ),
 )
 BY_CODE: dict[str, Cause] = {c.code: c for c in CAUSES}
 FEATURE_CAUSE: dict[str, str] = {f: c.code for c in CAUSES for f in c.features}
@@ -265,6 +286,11 @@ def _fields(template: str) -> list[str]:
     return [name for _, name, _, _ in _FORMATTER.parse(template) if name]
 
 
+#: Values a template may use that are derived from the features (no double negatives).
+_DERIVED = {"kwh_yoy_drop": lambda rows: -_num(rows, "kwh_yoy_change")}
+_CURRENCY_ZH = {"CNY": "元", "RMB": "元"}
+
+
 def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
     """The template filled with each row's values; ``None`` where a value is missing."""
     names = _fields(template)
@@ -272,7 +298,9 @@ def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
         return [template] * len(rows)
     columns = []
     for name in names:
-        if name in rows:
+        if name in _DERIVED:
+            columns.append(list(_DERIVED[name](rows)))
+        elif name in rows:
             columns.append(rows[name].tolist())
         else:
             return [None] * len(rows)
@@ -285,16 +313,23 @@ def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
     return out
 
 
-def say_all(cause: Cause, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The English and Chinese text of a cause for each row of ``rows``.
+def say_all(
+    cause: Cause, rows: pd.DataFrame, currency: str = "CNY"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The English and Chinese text of a cause for each row of ``rows``, and whether it is
+    a fact about the customer.
 
     The first text whose condition holds and whose values are all there is said; the last
-    text of every cause has no condition and no value, so each row gets one.
+    text of every cause has no condition and no value, so each row gets one: that general
+    wording is not a fact (``factual`` False).
     """
+    rows = rows.assign(currency=currency, currency_zh=_CURRENCY_ZH.get(currency, currency))
     en = np.full(len(rows), None, dtype=object)
     zh = np.full(len(rows), None, dtype=object)
+    factual = np.zeros(len(rows), dtype=bool)
     todo = np.ones(len(rows), dtype=bool)
-    for condition, en_t, zh_t in cause.texts:
+    last = len(cause.texts) - 1
+    for i, (condition, en_t, zh_t) in enumerate(cause.texts):
         take = np.flatnonzero(todo & np.asarray(condition(rows), dtype=bool))
         if take.size == 0:
             continue
@@ -303,16 +338,22 @@ def say_all(cause: Cause, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         ok = np.array([a is not None and b is not None for a, b in zip(e, z, strict=True)])
         en[take[ok]] = np.asarray(e, dtype=object)[ok]
         zh[take[ok]] = np.asarray(z, dtype=object)[ok]
+        factual[take[ok]] = i < last
         todo[take[ok]] = False
     if todo.any():  # a catalog defect, not an input problem: the last text has no condition
         raise RuntimeError(f"cause {cause.code}: no text could be said of {int(todo.sum())} rows")
-    return en, zh
+    return en, zh, factual
 
 
 def top_reasons(
-    grouped: pd.DataFrame, features: pd.DataFrame, n: int, min_contribution: float
+    grouped: pd.DataFrame,
+    features: pd.DataFrame,
+    n: int,
+    min_contribution: float,
+    currency: str = "CNY",
 ) -> pd.DataFrame:
-    """The ``n`` causes that raise each row's risk most, with both texts; never a lowering one.
+    """The principal reasons of each row: the ``n`` customer-facing causes that raise its risk
+    most and can be said as facts about it, with both texts; never a lowering one.
 
     Vectorised by cause: the texts of one cause are filled for all its rows at once.
 
@@ -325,27 +366,56 @@ def top_reasons(
         One row per reason, ordered by row then rank: ``row`` (position), ``rank``, ``code``,
         ``cause``, ``contribution``, ``text_en``, ``text_zh``.
     """
-    values = grouped.to_numpy(dtype=float)
-    n = min(n, values.shape[1])
-    order = np.argsort(-values, axis=1, kind="stable")[:, :n]
-    top = np.take_along_axis(values, order, axis=1)
-    row, rank = np.nonzero(top >= min_contribution)  # row-major: by row, then rank
-    col = order[row, rank]
-    contribution = top[row, rank]
-    codes = np.asarray(grouped.columns, dtype=object)[col]
+    facing = [c for c in grouped.columns if BY_CODE[c].customer_facing]
+    values = grouped[facing].to_numpy(dtype=float)
+    row, col = np.nonzero(values >= min_contribution)
+    contribution = values[row, col]
+    codes = np.asarray(facing, dtype=object)[col]
     en = np.empty(len(row), dtype=object)
     zh = np.empty(len(row), dtype=object)
+    factual = np.zeros(len(row), dtype=bool)
     for code in np.unique(codes):
         at = np.flatnonzero(codes == code)
-        en[at], zh[at] = say_all(BY_CODE[code], features.iloc[row[at]])
+        en[at], zh[at], factual[at] = say_all(BY_CODE[code], features.iloc[row[at]], currency)
+    keep = np.flatnonzero(factual)
+    order = keep[np.lexsort((-contribution[keep], row[keep]))]  # by row, then largest first
+    rank = _rank_within(row[order])
+    take = order[rank <= n]
     return pd.DataFrame(
         {
-            "row": row.astype(int),
-            "rank": (rank + 1).astype(int),
-            "code": codes.astype(str),
-            "cause": [BY_CODE[c].name for c in codes],
-            "contribution": contribution,
-            "text_en": en.astype(str),
-            "text_zh": zh.astype(str),
+            "row": row[take].astype(int),
+            "rank": rank[rank <= n].astype(int),
+            "code": codes[take].astype(str),
+            "cause": [BY_CODE[c].name for c in codes[take]],
+            "contribution": contribution[take],
+            "text_en": en[take].astype(str),
+            "text_zh": zh[take].astype(str),
         }
     )
+
+
+def _rank_within(groups: np.ndarray) -> np.ndarray:
+    """1, 2, 3, ... within each run of equal values of a sorted array."""
+    if len(groups) == 0:
+        return np.zeros(0, dtype=int)
+    starts = np.r_[0, np.flatnonzero(groups[1:] != groups[:-1]) + 1]
+    first = np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+    return np.arange(len(groups)) - first + 1
+
+
+def officer_context(grouped: pd.DataFrame, min_contribution: float) -> np.ndarray:
+    """Per row, the drivers that raise the risk but are not reasons for the customer (tariff
+    class, industry, region, margins): ``"R09 customer_profile +0.29; ..."``, or None."""
+    internal = [c for c in grouped.columns if not BY_CODE[c].customer_facing]
+    out = np.full(len(grouped), None, dtype=object)
+    if not internal:
+        return out
+    values = grouped[internal].to_numpy(dtype=float)
+    for i in np.flatnonzero((values >= min_contribution).any(axis=1)):
+        parts = [
+            f"{code} {BY_CODE[code].name} {v:+.2f}"
+            for code, v in sorted(zip(internal, values[i], strict=True), key=lambda t: -t[1])
+            if v >= min_contribution
+        ]
+        out[i] = "; ".join(parts)
+    return out

@@ -98,14 +98,18 @@ def validate(
 @app.command()
 def features(
     validated: Annotated[Path, typer.Option(help="folder of the validated tables")],
-    out: Annotated[Path, typer.Option(help="folder for features.parquet and labels.parquet")],
+    out: Annotated[Path, typer.Option(help="folder for features, labels and ledger.parquet")],
     summary: Annotated[Path, typer.Option(help="JSON summary (DVC metrics)")],
+    quarantine: Annotated[
+        Path | None, typer.Option(help="the validate stage's quarantine: incomplete ledgers")
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Point-in-time features (and labels) for every snapshot in params.yaml."""
     from pipelines import features as stage
 
-    _guard(lambda: stage.run(_params(params), stage.Paths(validated, out, summary)))
+    paths = stage.Paths(validated, out, summary, quarantine)
+    _guard(lambda: stage.run(_params(params), paths))
 
 
 @app.command()
@@ -187,6 +191,9 @@ def explain(
     segments: Annotated[Path, typer.Option(help="folder of the segment model")] = Path(
         "artifacts/segments"
     ),
+    ledger: Annotated[
+        Path, typer.Option(help="incomplete ledgers (the features stage's ledger.parquet)")
+    ] = Path("data/features/ledger.parquet"),
     customer: Annotated[str | None, typer.Option(help="explain this one customer")] = None,
     as_of: Annotated[
         str | None, typer.Option(help="snapshot, YYYY-MM-DD [explain.as_of, else the latest]")
@@ -207,14 +214,14 @@ def explain(
     def call() -> None:
         p = _params(params, "explain", as_of=as_of)
         if customer is not None:
-            d = stage.explain_customer(features, model, segments, customer, p, as_of)
+            d = stage.explain_customer(features, model, segments, customer, p, as_of, ledger)
             typer.echo(stage.render(d, lang, p.tariffs.currency))
             path = chart or Path("reports") / f"waterfall_{customer}_{d['as_of'].date()}.png"
             typer.echo(f"waterfall chart: {stage.waterfall_chart(d, path)}")
             return
         if out is None or reports is None or summary is None:
             raise GridscoreError("give --customer ID, or --out, --reports and --summary")
-        stage.run(p, stage.Paths(features, model, segments, out, reports, summary))
+        stage.run(p, stage.Paths(features, model, segments, out, reports, summary, ledger))
 
     _guard(call)
 
@@ -258,6 +265,9 @@ def score_spark(
     validated: Annotated[str, typer.Option(help="validated tables: a folder or a Spark URL")],
     out: Annotated[str, typer.Option(help="output folder or URL (s3a://, abfss://, hdfs://)")],
     as_of: Annotated[str, typer.Option(help="YYYY-MM-DD, a month end")],
+    quarantine: Annotated[
+        str | None, typer.Option(help="the validate stage's quarantine: a folder or a Spark URL")
+    ] = None,
     decision_model: Annotated[
         str | None, typer.Option(help="models:/gridscore-decision@champion (else the two below)")
     ] = None,
@@ -275,7 +285,7 @@ def score_spark(
     from pipelines import spark as stage
 
     models = dict(arrears_model=arrears_model, segments_model=segments_model)
-    job = stage.Job(validated, out, as_of, decision_model, master, buckets)
+    job = stage.Job(validated, out, as_of, quarantine, decision_model, master, buckets)
     rows = _guard(lambda: stage.run(_params(params, "score", **models), job))
     typer.echo(f"scored {rows} customers at {as_of} into {out}")
 

@@ -67,7 +67,8 @@ class Tariffs(_Frozen):
 
 
 class SnapshotParams(_Frozen):
-    """Snapshot dates: an explicit list of month ends, or first / last / step."""
+    """Snapshot dates: an explicit list of month ends, or first / last / step. ``last: null``
+    is the last month end the data covers, the date the score stage decides at by default."""
 
     dates: tuple[date, ...] | None = None
     first: date | None = None
@@ -76,20 +77,23 @@ class SnapshotParams(_Frozen):
 
     @model_validator(mode="after")
     def _one_way(self) -> SnapshotParams:
-        if (self.dates is None) == (self.first is None or self.last is None):
+        if (self.dates is None) == (self.first is None):
             raise ValueError("give either dates, or first and last (with step_months)")
         for d in self.dates or (self.first, self.last):
-            if (pd.Timestamp(d) + pd.offsets.MonthEnd(0)).date() != d:
+            if d is not None and (pd.Timestamp(d) + pd.offsets.MonthEnd(0)).date() != d:
                 raise ValueError(f"snapshot {d} is not a month end")
         if self.first is not None and self.last is not None and self.first > self.last:
             raise ValueError("first is after last")
         return self
 
-    def as_of(self) -> list[date]:
-        """The snapshot dates, in order."""
+    def as_of(self, data_last: date | None = None) -> list[date]:
+        """The snapshot dates, in order; ``data_last`` stands for ``last: null``."""
         if self.dates is not None:
             return sorted(set(self.dates))
-        rng = pd.date_range(self.first, self.last, freq=f"{self.step_months}ME")
+        last = self.last or data_last
+        if last is None:
+            raise ValueError("features.snapshots.last is null: give the data's last month end")
+        rng = pd.date_range(self.first, last, freq=f"{self.step_months}ME")
         return [d.date() for d in rng]
 
 
@@ -195,11 +199,26 @@ class SegmentParams(_Frozen):
         return self
 
 
+class SecurityParams(_Frozen):
+    """How a deposit or bank guarantee is sized (models/policy.py)."""
+
+    months_of_bills: float = Field(default=2.0, gt=0, description="x the expected monthly bill")
+    round_to: float = Field(default=100.0, gt=0, description="rounded up to a multiple of this")
+    minimum: float = Field(default=200.0, ge=0)
+    cap: float = Field(default=5_000_000.0, gt=0)
+    guarantee_above: float = Field(
+        default=50_000.0, ge=0, description="a larger security is asked as a bank guarantee"
+    )
+
+
 class PolicyParams(_Frozen):
-    """Service per tier, and credit action per grade."""
+    """Service per tier; credit action per grade (none, payment_reminder or security), how
+    security is sized, and the tiers whose adverse grades go to the account manager."""
 
     service: dict[Literal["A", "B", "C", "D"], str]
-    credit_action: dict[str, str]
+    credit_action: dict[str, Literal["none", "payment_reminder", "security"]]
+    security: SecurityParams = SecurityParams()
+    account_manager_tiers: tuple[Literal["A", "B", "C", "D"], ...] = ("A", "B")
 
 
 class ExplainParams(_Frozen):

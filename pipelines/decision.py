@@ -46,6 +46,9 @@ def config(params: Params) -> DecisionConfig:
         top_n=params.explain.top_n,
         min_contribution=params.explain.min_contribution,
         min_history_months=params.score.min_history_months,
+        security=params.policy.security.model_dump(),
+        account_manager_tiers=tuple(params.policy.account_manager_tiers),
+        currency=params.tariffs.currency,
     )
 
 

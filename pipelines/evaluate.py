@@ -116,6 +116,8 @@ def evaluate_model(
             "last": str(test["as_of"].max().date()),
             "rows": len(test),
         },
+        # labelled snapshots left out of train, valid and test: their ledger misses rows
+        "left_out_incomplete_ledger": table.attrs.get("incomplete_ledger", 0),
     }
     if truth is not None and (truth / "monthly.parquet").exists():
         metrics["oracle"] = _oracle(truth, table, roles, params, label.horizon_months)

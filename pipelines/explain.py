@@ -33,6 +33,7 @@ from models import plots
 from models.arrears import ArrearsModel, to_matrix
 from models.decision import NO_TIER, DecisionModel
 from models.explain import Explained, waterfall_steps
+from models.policy import ACTION_TEXT
 from models.reasons import BY_CODE, CATALOG_VERSION, CAUSES, cause_of
 from pipelines import decision
 from pipelines.config import Params
@@ -54,6 +55,10 @@ KEYS = pa.DataFrameSchema(
         "raw_score": pa.Column(float),
         "service_level": pa.Column("str", nullable=True),
         "credit_action": pa.Column("str"),
+        "security_amount": pa.Column(float, nullable=True),
+        "quarantined_rows": pa.Column("int64", pa.Check.ge(0)),
+        "quarantine_refs": pa.Column("str", nullable=True),
+        "officer_context": pa.Column("str", nullable=True),
         "flags": pa.Column("str", nullable=True),
         "base_value": pa.Column(float),
     },
@@ -88,6 +93,7 @@ class Paths:
     out: Path  # contributions, causes and reasons
     reports: Path  # the global explanation reports
     summary: Path
+    ledger: Path | None = None  # the features stage's ledger.parquet: incomplete ledgers
 
 
 def _read_features(path: Path, filter_=None) -> pd.DataFrame:
@@ -96,6 +102,26 @@ def _read_features(path: Path, filter_=None) -> pd.DataFrame:
     table = pq.read_table(path, filters=filter_).to_pandas(date_as_object=False)
     table["as_of"] = table["as_of"].astype("datetime64[us]")
     return table
+
+
+def _with_ledger(rows: pd.DataFrame, ledger: Path | None) -> pd.DataFrame:
+    """The rows with their quarantined rows at as_of (from the features stage's ledger), so
+    they are decided exactly as the score stage decides them."""
+    if ledger is None or not Path(ledger).exists():
+        return rows
+    days = [d.to_pydatetime() for d in rows["as_of"].unique()]
+    filters = [("as_of", "in", days)]
+    if rows["customer_id"].nunique() <= 100:  # a lookup: read only those customers' rows
+        filters.append(("customer_id", "in", list(rows["customer_id"].unique())))
+    gaps = _read_features(Path(ledger), filters)
+    return rows.merge(gaps, on=["customer_id", "as_of"], how="left")
+
+
+def decision_day(params: Params, snapshots: pd.Series) -> pd.Timestamp:
+    """The as_of explained: explain.as_of, else score.as_of (one decision record with the
+    score stage), else the latest snapshot (the last month end the data covers)."""
+    chosen = params.explain.as_of or params.score.as_of
+    return pd.Timestamp(chosen) if chosen else snapshots.max()
 
 
 def _decide(rows: pd.DataFrame, model: DecisionModel) -> tuple[pd.DataFrame, Explained]:
@@ -115,11 +141,12 @@ def _model(params: Params, model_dir: Path, segments: Path | None, workdir: Path
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; see the module docstring. Returns the summary."""
     table = _read_features(paths.features)
-    day = pd.Timestamp(params.explain.as_of) if params.explain.as_of else table["as_of"].max()
+    day = decision_day(params, table["as_of"])
     rows = table[table["as_of"] == day].reset_index(drop=True)
     if rows.empty:
         raise NotFound(f"{paths.features}: no rows at as_of {day.date()}")
     del table
+    rows = _with_ledger(rows, paths.ledger)
     with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
         model = _model(params, paths.model, paths.segments, Path(workdir))
     keys, x = _decide(rows, model)
@@ -249,6 +276,7 @@ def explain_customer(
     customer: str,
     params: Params,
     as_of: str | None = None,
+    ledger: Path | None = None,
 ) -> dict:
     """One customer's decision at a snapshot (its latest by default), explained: the same
     decision model as the stage and the score stage.
@@ -267,7 +295,7 @@ def explain_customer(
         )
     days = rows["as_of"].sort_values()
     if as_of is None:
-        day = days.iloc[-1]
+        day = decision_day(params, days)
     else:
         try:
             day = pd.Timestamp(as_of)
@@ -281,7 +309,7 @@ def explain_customer(
         )
     with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
         model = _model(params, model_dir, segments, Path(workdir))
-    keys, x = _decide(row, model)
+    keys, x = _decide(_with_ledger(row, ledger), model)
     keys = keys.iloc[0]
     return {
         "customer_id": customer,
@@ -295,6 +323,10 @@ def explain_customer(
         "service_level": None if pd.isna(keys["service_level"]) else keys["service_level"],
         "credit_action": keys["credit_action"],
         "flags": None if pd.isna(keys["flags"]) else keys["flags"],
+        "security_amount": None
+        if pd.isna(keys["security_amount"])
+        else float(keys["security_amount"]),
+        "quarantine_refs": None if pd.isna(keys["quarantine_refs"]) else keys["quarantine_refs"],
         "base_value": float(keys["base_value"]),
         "raw_score": float(keys["raw_score"]),
         "contributions": x.contrib.iloc[0],
@@ -314,6 +346,7 @@ LABELS = {
         "exposure": "exposure",
         "service": "Service",
         "action": "Credit action",
+        "records": "Records held back by validation",
         "reasons": "Main reasons for the risk",
         "none": "no cause raises this customer's risk noticeably",
         "no_tier": "not tiered (run the segment stage)",
@@ -330,6 +363,7 @@ LABELS = {
         "exposure": "风险敞口",
         "service": "服务",
         "action": "信用措施",
+        "records": "校验时被隔离的记录",
         "reasons": "主要风险原因",
         "none": "没有明显推高该客户风险的因素",
         "no_tier": "未分级（请先运行 segment 阶段）",
@@ -357,7 +391,13 @@ def render(d: dict, lang: str = "en", currency: str = "CNY") -> str:
     ]
     if d["service_level"] is not None:
         lines.append(f"  {t['service']}: {d['service_level']}")
-    lines.append(f"  {t['action']}: {d['credit_action']}")
+    en, zh = ACTION_TEXT.get(d["credit_action"], (d["credit_action"],) * 2)
+    action = zh if lang == "zh" else en
+    if d.get("security_amount") is not None:
+        action += f": {d['security_amount']:,.0f} {currency}"
+    lines.append(f"  {t['action']}: {action}")
+    if d.get("quarantine_refs"):
+        lines.append(f"  {t['records']}: {d['quarantine_refs']}")
     lines.append(f"  {t['reasons']}:")
     reasons = d["reasons"]
     if reasons.empty:

@@ -7,7 +7,10 @@ params). Writes:
 
 - ``features.parquet``: one row per active customer and snapshot (``docs/features.md``);
 - ``labels.parquet``: ``customer_id``, ``as_of``, ``in_arrears`` (empty when the horizon
-  runs past the data), for training and evaluation only;
+  runs past the data) and ``quarantined_rows`` (the customer's quarantined bill and payment
+  rows dated up to the label horizon's end), for training and evaluation only;
+- ``ledger.parquet``: the customer-snapshots whose ledger misses quarantined rows dated on
+  or before as_of, with the rows' references (``features.completeness``);
 - a JSON summary (rows and label rate per snapshot).
 """
 
@@ -28,6 +31,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from features.catalog import COMPUTED, FEATURES, STATIC
+from features.completeness import gaps_at
 from features.engine import Snapshots, features_of, labels_of, prepare
 from features.errors import GridscoreError
 from pipelines import streaming
@@ -43,7 +47,23 @@ FEATURE_SCHEMA = pa.schema(
     + [(f.name, _ARROW_KIND[f.kind]) for f in FEATURES if f.name in STATIC]
 )
 LABEL_SCHEMA = pa.schema(
-    [("customer_id", pa.string()), ("as_of", pa.date32()), ("in_arrears", pa.int8())]
+    [
+        ("customer_id", pa.string()),
+        ("as_of", pa.date32()),
+        ("in_arrears", pa.int8()),
+        # quarantined bill/payment rows of the customer dated up to the label horizon's end:
+        # the snapshot's features or label rest on an incomplete ledger (left out of training)
+        ("quarantined_rows", pa.int32()),
+    ]
+)
+#: Customer-snapshots whose ledger misses quarantined rows dated on or before as_of (sparse).
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("as_of", pa.date32()),
+        ("quarantined_rows", pa.int32()),
+        ("quarantine_refs", pa.string()),
+    ]
 )
 
 #: The feature table as it leaves the stage (and enters training and scoring).
@@ -70,16 +90,17 @@ FEATURE_TABLE = pa_schema.DataFrameSchema(
 @dataclass(frozen=True)
 class Paths:
     validated: Path
-    out: Path  # features.parquet and labels.parquet
+    out: Path  # features.parquet, labels.parquet and ledger.parquet
     summary: Path
+    quarantine: Path | None = None  # the validate stage's; None: the ledgers count as complete
 
 
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; see the module docstring. Returns the summary."""
     started = time.perf_counter()
-    snaps = Snapshots(tuple(pd.Timestamp(d) for d in params.features.snapshots.as_of()))
     label = params.label
     inputs = streaming.inputs(paths.validated)
+    gaps = streaming.ledger_gaps(inputs, paths.quarantine)
     costs, grace = streaming.engine_settings(params)
     workdir = Path(tempfile.mkdtemp(prefix="gridscore-features-"))
     staging = paths.out.with_name(f".{paths.out.name}.partial")
@@ -88,6 +109,8 @@ def run(params: Params, paths: Paths) -> dict:
     try:
         con = streaming.connect(params.features, workdir)
         end = pd.Timestamp(label.data_end) if label.data_end else streaming.data_end(con, inputs)
+        last = streaming.last_month_end(end).date()
+        snaps = Snapshots(tuple(pd.Timestamp(d) for d in params.features.snapshots.as_of(last)))
         n = streaming.customer_count(inputs["customers"])
         f = params.features
         size = max(100, min(f.chunk_customers, f.chunk_rows // len(snaps.as_of)))
@@ -95,7 +118,7 @@ def run(params: Params, paths: Paths) -> dict:
             con,
             inputs,
             workdir,
-            lambda found: _run(n, found, size, snaps, costs, grace, label, end, staging),
+            lambda found: _run(n, found, size, snaps, costs, grace, label, end, gaps, staging),
         )
         con.close()
     finally:
@@ -114,8 +137,8 @@ def run(params: Params, paths: Paths) -> dict:
     return summary
 
 
-def _run(n_customers, inputs, size, snaps, costs, grace, label, end, staging) -> pd.DataFrame:
-    """Stream the chunks through the engine into the two Parquet files; counts per snapshot."""
+def _run(n_customers, inputs, size, snaps, costs, grace, label, end, gaps, staging) -> pd.DataFrame:
+    """Stream the chunks through the engine into the Parquet files; counts per snapshot."""
     text = [f.name for f in FEATURE_SCHEMA if pa.types.is_string(f.type)]
     counts = []
     n_chunks = -(-n_customers // size)
@@ -131,6 +154,7 @@ def _run(n_customers, inputs, size, snaps, costs, grace, label, end, staging) ->
             staging / "features.parquet", FEATURE_SCHEMA, compression="snappy", use_dictionary=text
         ) as fw,
         pq.ParquetWriter(staging / "labels.parquet", LABEL_SCHEMA, compression="zstd") as lw,
+        pq.ParquetWriter(staging / "ledger.parquet", LEDGER_SCHEMA, compression="zstd") as gw,
     ):
         for cust, bills, pays in chunks:
             chunk = prepare(cust, bills, pays)
@@ -144,9 +168,24 @@ def _run(n_customers, inputs, size, snaps, costs, grace, label, end, staging) ->
                 end,
                 keys=feats,
             )
+            horizon = gaps_at(gaps, feats, label.horizon_months)
+            labels["quarantined_rows"] = horizon["quarantined_rows"].to_numpy()
+            now = gaps_at(gaps, feats)
+            ledger = pd.concat([feats[["customer_id", "as_of"]], now], axis=1)
+            ledger = ledger[ledger["quarantined_rows"] > 0]
             fw.write_table(pa.Table.from_pandas(feats, schema=FEATURE_SCHEMA, preserve_index=False))
             lw.write_table(pa.Table.from_pandas(labels, schema=LABEL_SCHEMA, preserve_index=False))
-            counts.append(labels.groupby("as_of")["in_arrears"].agg(["size", "count", "sum"]))
+            gw.write_table(pa.Table.from_pandas(ledger, schema=LEDGER_SCHEMA, preserve_index=False))
+            counts.append(
+                labels.assign(incomplete=labels["quarantined_rows"] > 0)
+                .groupby("as_of")
+                .agg(
+                    size=("in_arrears", "size"),
+                    count=("in_arrears", "count"),
+                    sum=("in_arrears", "sum"),
+                    incomplete=("incomplete", "sum"),
+                )
+            )
     if not counts:
         raise GridscoreError(f"{inputs['customers']}: no customers in the validated table")
     return pd.concat(counts).groupby(level=0).sum()
@@ -155,14 +194,18 @@ def _run(n_customers, inputs, size, snaps, costs, grace, label, end, staging) ->
 def _summary(counts: pd.DataFrame, snaps: Snapshots, end: pd.Timestamp, label: LabelParams) -> dict:
     per = {}
     for as_of in snaps.as_of:
-        rows, labelled, positive = counts.loc[as_of] if as_of in counts.index else (0, 0, 0)
+        rows, labelled, positive, incomplete = (
+            counts.loc[as_of] if as_of in counts.index else (0, 0, 0, 0)
+        )
         per[str(as_of.date())] = {
             "rows": int(rows),
             "labelled": int(labelled),
             "arrears_rate": round(float(positive) / labelled, 6) if labelled else None,
+            "incomplete_ledger": int(incomplete),
         }
     return {
         "rows": int(counts["size"].sum()),
+        "incomplete_ledger": int(counts["incomplete"].sum()),
         "snapshots": per,
         "data_end": str(end.date()),
         "label": label.model_dump(mode="json"),

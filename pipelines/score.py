@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from features.completeness import gaps_at
 from features.engine import Snapshots, features_and_inactive, features_of, prepare
 from features.errors import GridscoreError
 from models.decision import DecisionModel
@@ -76,6 +77,11 @@ def run(params: Params, paths: Paths, overwrite: bool = False) -> dict:
     """
     if (paths.raw is None) == (paths.validated is None):
         raise ScoreError("give one of --validated (validated tables) or --raw (a raw folder)")
+    if paths.validated is not None and paths.quarantine is None:
+        raise ScoreError(
+            "give --quarantine with --validated (the validate stage's quarantine folder): "
+            "without it no decision can tell a complete ledger from one with rows held back"
+        )
     validated, quarantine = paths.validated, paths.quarantine
     if paths.raw is not None:
         out = paths.out
@@ -106,7 +112,11 @@ def _log(tracker: Tracker, params: Params, validated: Path, out: Path, rec: dict
 
     model = loaded.model
     example = feature_sample(validated, params, rec["as_of"])
-    example = example.assign(as_of=example["as_of"].astype(str).str[:10])
+    example = example.assign(
+        as_of=example["as_of"].astype(str).str[:10],
+        quarantined_rows=0,  # the ledger columns are inputs too (optional, as every feature)
+        quarantine_refs="payments.parquet:1 zero_amount 2024-01-01",
+    )
     metrics = {k: rec[k] for k in ("customers_in", "scored", "flagged", "seconds")}
     run_params = {"as_of": rec["as_of"], **model.versions}
     with (
@@ -149,6 +159,8 @@ def output_schema(model: DecisionModel) -> pa.Schema:
         "exposure": pa.float64(),
         "expected_loss": pa.float64(),
         "raw_score": pa.float64(),
+        "security_amount": pa.float64(),
+        "quarantined_rows": pa.int64(),
     }
     return pa.schema([(c, kinds.get(c, pa.string())) for c in model.columns()])
 
@@ -162,12 +174,6 @@ def to_arrow(decisions: pd.DataFrame, schema: pa.Schema, stats: dict | None = No
 
 
 # ---------------------------------------------------------------- the run
-
-
-def default_as_of(end: pd.Timestamp) -> pd.Timestamp:
-    """The last month end on or before the data's end."""
-    month_end = end + pd.offsets.MonthEnd(0)
-    return month_end if month_end == end.normalize() else end - pd.offsets.MonthEnd(1)
 
 
 def _manifest(
@@ -221,11 +227,13 @@ def score_base(
     started = time.perf_counter()
     inputs = streaming.inputs(validated)
     costs, grace = streaming.engine_settings(params)
+    gaps = streaming.ledger_gaps(inputs, quarantine)
     workdir = Path(tempfile.mkdtemp(prefix="gridscore-score-"))
     try:
         con = streaming.connect(params.features, workdir)
         as_of = params.score.as_of
-        day = pd.Timestamp(as_of) if as_of else default_as_of(streaming.data_end(con, inputs))
+        end = streaming.data_end(con, inputs)
+        day = pd.Timestamp(as_of) if as_of else streaming.last_month_end(end)
         n = streaming.customer_count(inputs["customers"])
         if n == 0:
             raise ScoreError(f"{inputs['customers']}: no customers to score")
@@ -241,7 +249,7 @@ def score_base(
             con,
             inputs,
             workdir,
-            lambda paths: _run(n, paths, size, day, costs, grace, model, out, progress),
+            lambda paths: _run(n, paths, size, day, costs, grace, gaps, model, out, progress),
             redo_all,
         )
         con.close()
@@ -285,7 +293,7 @@ def _prepare_out(out: Path, manifest: dict, overwrite: bool) -> None:
     write_json(manifest, path)
 
 
-def _run(n_customers, inputs, size, day, costs, grace, model, out, progress) -> list[dict]:
+def _run(n_customers, inputs, size, day, costs, grace, gaps, model, out, progress) -> list[dict]:
     schema = output_schema(model)
     snaps = Snapshots((day,))
     tmp = out / "_tmp"
@@ -304,6 +312,7 @@ def _run(n_customers, inputs, size, day, costs, grace, model, out, progress) -> 
             continue
         feats, why = features_and_inactive(prepare(cust, bills, pays), snaps, costs, grace)
         feats = FEATURE_TABLE.validate(feats)
+        feats = pd.concat([feats, gaps_at(gaps, feats)], axis=1)  # incomplete ledgers
         inactive = why["reason"].value_counts().to_dict()
         decisions = model.decide(feats) if len(feats) else pd.DataFrame(columns=model.columns())
         flags = decisions["flags"].dropna().str.split(";").explode().value_counts().to_dict()
@@ -315,6 +324,7 @@ def _run(n_customers, inputs, size, day, costs, grace, model, out, progress) -> 
             "flagged": int(decisions["flags"].notna().sum()),
             "flags": {k: int(v) for k, v in flags.items()},
             "grades": decisions["grade"].value_counts().sort_index().to_dict(),
+            "credit_actions": decisions["credit_action"].value_counts().sort_index().to_dict(),
             "tiers": decisions["tier"].value_counts().sort_index().to_dict(),
             "first_customer": str(cust["customer_id"].iloc[0]),
             "last_customer": str(cust["customer_id"].iloc[-1]),
@@ -355,6 +365,7 @@ def _reconcile(stats: list[dict], manifest: dict, quarantined: dict, seconds: fl
         "flagged": sum(s["flagged"] for s in stats),
         "flags": _sum(s["flags"] for s in stats),
         "grades": _sum(s["grades"] for s in stats),
+        "credit_actions": _sum(s.get("credit_actions", {}) for s in stats),
         "tiers": _sum(s["tiers"] for s in stats),
         "quarantined_upstream": quarantined,
         "partitions": len(stats),

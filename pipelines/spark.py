@@ -20,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from features import completeness
 from features.engine import Snapshots, features_of, prepare
+from features.errors import GridscoreError
 from models.decision import DecisionModel
 from pipelines import decision, streaming
 from pipelines.config import Params
@@ -41,6 +43,7 @@ class Job:
     validated: str  # a folder or a Spark URL
     out: str
     as_of: str
+    quarantine: str | None = None  # the validate stage's quarantine: incomplete ledgers
     decision_model: str | None = None  # models:/gridscore-decision@champion, else the two below
     master: str | None = None  # e.g. local[2]; None: the one spark-submit set
     buckets: int = 64
@@ -51,6 +54,11 @@ def run(params: Params, job: Job) -> int:
 
     A local folder is checked for its three tables before Spark starts.
     """
+    if job.quarantine is None:
+        raise GridscoreError(
+            "give --quarantine (the validate stage's quarantine): without it no decision can "
+            "tell a complete ledger from one with rows held back"
+        )
     if "://" not in job.validated:
         streaming.inputs(Path(job.validated))
     tracker = Tracker(params.tracking.experiment)
@@ -63,7 +71,9 @@ def run(params: Params, job: Job) -> int:
                 s.arrears_model, s.segments_model, params, Path(workdir), tracker
             ).model
     spark = session(master=job.master)
-    return score_spark(spark, job.validated, job.out, params, model, job.as_of, job.buckets)
+    return score_spark(
+        spark, job.validated, job.out, params, model, job.as_of, job.buckets, job.quarantine
+    )
 
 
 def _spark_type(t: pa.DataType) -> str:
@@ -113,8 +123,9 @@ def _dates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def features_spark(spark, validated: str, params: Params, as_of: str, buckets: int = 64):
-    """Point-in-time features of every active customer at ``as_of``, as a Spark DataFrame."""
+def features_spark(spark, validated: str, params: Params, as_of: str, buckets: int = 64, gaps=None):
+    """Point-in-time features of every active customer at ``as_of``, as a Spark DataFrame,
+    with the customer's quarantined rows at as_of (``gaps``: ``features.completeness``)."""
     from pyspark.sql import functions as F
 
     day = pd.Timestamp(as_of)
@@ -135,8 +146,12 @@ def features_spark(spark, validated: str, params: Params, as_of: str, buckets: i
         )
     )
     cust_cols = customers.columns
-    schema = ddl(FEATURE_SCHEMA)
-    columns = [f.name for f in FEATURE_SCHEMA]
+    with_ledger = pa.schema(
+        [*FEATURE_SCHEMA, ("quarantined_rows", pa.int64()), ("quarantine_refs", pa.string())]
+    )
+    schema = ddl(with_ledger)
+    columns = [f.name for f in with_ledger]
+    gaps = completeness.empty_gaps() if gaps is None else gaps  # small: shipped with the task
 
     def per_bucket(cust: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
         if cust.empty:
@@ -151,6 +166,7 @@ def features_spark(spark, validated: str, params: Params, as_of: str, buckets: i
         feats = FEATURE_TABLE.validate(
             features_of(prepare(cust.reset_index(drop=True), b, p), Snapshots((day,)), costs, grace)
         )
+        feats = pd.concat([feats, completeness.gaps_at(gaps, feats)], axis=1)
         feats["as_of"] = feats["as_of"].dt.date
         return feats[columns]
 
@@ -187,12 +203,26 @@ def score_spark(
     model: DecisionModel,
     as_of: str,
     buckets: int = 64,
+    quarantine: str | None = None,
 ) -> int:
     """Features and decisions for the whole base at ``as_of`` written to ``out`` (Parquet).
 
+    ``quarantine``: the validate stage's quarantine (a folder or URL); its bill and payment
+    rows are read on the driver (they are few) and travel with every feature task, so an
+    incomplete ledger is never acted on automatically, as on one machine.
+
     Returns the number of rows written.
     """
-    feats = features_spark(spark, validated, params, as_of, buckets)
+    gaps = None
+    if quarantine is not None:
+        tables = {
+            t: spark.read.parquet(f"{quarantine.rstrip('/')}/{t}.parquet").toPandas()
+            for t in ("bills", "payments")
+        }
+        ids = spark.read.parquet(f"{validated.rstrip('/')}/customers.parquet").select("customer_id")
+        known = pd.Index([r[0] for r in ids.collect()])
+        gaps = completeness.ledger_gaps(tables, known)
+    feats = features_spark(spark, validated, params, as_of, buckets, gaps)
     decided = decide_spark(feats, model)
     decided.write.mode("overwrite").parquet(out)
     rows = spark.read.parquet(out).count()

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features import completeness
 from features.catalog import DAYS_PER_MONTH
 from features.errors import GridscoreError, InputMissing
 from pipelines.config import FeatureParams, Params
@@ -206,6 +207,26 @@ def first_customers(paths: dict[str, Path], customers: int) -> tuple[pd.DataFram
         for t in ("bills", "payments")
     ]
     return (cust, *events)
+
+
+def last_month_end(end: pd.Timestamp) -> pd.Timestamp:
+    """The last month end on or before ``end``: the as_of a run decides at by default."""
+    month_end = end + pd.offsets.MonthEnd(0)
+    return month_end if month_end == end.normalize() else end - pd.offsets.MonthEnd(1)
+
+
+def read_quarantine(folder: Path | None) -> dict[str, pd.DataFrame]:
+    """The validate stage's quarantine tables (empty when there is no folder)."""
+    if folder is None or not Path(folder).is_dir():
+        return {}
+    return {p.stem: pq.read_table(p).to_pandas() for p in sorted(Path(folder).glob("*.parquet"))}
+
+
+def ledger_gaps(validated: dict[str, Path], quarantine: Path | None) -> pd.DataFrame:
+    """The quarantined rows that leave a validated customer's ledger incomplete
+    (``features.completeness.ledger_gaps``)."""
+    ids = pq.read_table(validated["customers"], columns=["customer_id"])["customer_id"]
+    return completeness.ledger_gaps(read_quarantine(quarantine), pd.Index(ids.to_pylist()))
 
 
 def customer_count(path: Path) -> int:

@@ -29,6 +29,8 @@ from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "gridscore-arrears"
+#: The labels' column counting a snapshot's quarantined rows (pipelines/features.py).
+INCOMPLETE = "quarantined_rows"
 
 
 class TrainError(GridscoreError):
@@ -78,7 +80,10 @@ def _log(tracker: Tracker, params: TrainParams, summary: dict, out: Path, model,
 
 
 def load_table(features: Path, labels: Path | None, target: str) -> pd.DataFrame:
-    """The labelled feature table: features joined to labels, rows without a label dropped."""
+    """The labelled feature table: features joined to labels; rows without a label dropped,
+    and rows whose ledger misses quarantined rows up to the label horizon left out (their
+    features or label would rest on records that are not there). ``table.attrs`` says how
+    many were left out (``incomplete_ledger``)."""
     if not Path(features).exists():
         raise InputMissing(f"{features}: no feature table (run the features stage)")
     table = pq.read_table(features).to_pandas(date_as_object=False)
@@ -87,13 +92,22 @@ def load_table(features: Path, labels: Path | None, target: str) -> pd.DataFrame
             raise TrainError(f"{features}: the feature table needs a {key} column")
     if labels is not None:
         lab = pq.read_table(labels).to_pandas(date_as_object=False)
-        table = table.merge(lab[[*KEYS, target]], on=list(KEYS), how="left", validate="one_to_one")
+        extra = [c for c in (INCOMPLETE,) if c in lab.columns]
+        table = table.merge(
+            lab[[*KEYS, target, *extra]], on=list(KEYS), how="left", validate="one_to_one"
+        )
     if target not in table.columns:
         raise TrainError(f"{features}: no target column {target!r} (give --labels or add it)")
     table = table[table[target].notna()].reset_index(drop=True)
+    left_out = 0
+    if INCOMPLETE in table.columns:
+        incomplete = table[INCOMPLETE].fillna(0).to_numpy() > 0
+        left_out = int(incomplete.sum())
+        table = table[~incomplete].drop(columns=INCOMPLETE).reset_index(drop=True)
     table[target] = table[target].astype(int)
     if table.empty:
         raise TrainError(f"{features}: no labelled rows to train on")
+    table.attrs["incomplete_ledger"] = left_out
     return table
 
 
@@ -164,6 +178,7 @@ def train_model(
     )
     summary = {
         "rows": len(table),
+        "left_out_incomplete_ledger": table.attrs.get("incomplete_ledger", 0),
         "split": split,
         "best_iteration": model.best_iteration_,
         "features": len(model.spec_.columns),

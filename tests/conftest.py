@@ -104,7 +104,10 @@ def default_run(tmp_path_factory):
     validate.run(
         p, validate.Paths(root / "raw", root / "validated", root / "quarantine", root / "v.json")
     )
-    features.run(p, features.Paths(root / "validated", root / "features", root / "f.json"))
+    features.run(
+        p,
+        features.Paths(root / "validated", root / "features", root / "f.json", root / "quarantine"),
+    )
     f, lab = root / "features" / "features.parquet", root / "features" / "labels.parquet"
     summary = train.run(p, train.Paths(f, root / "model", lab))
     metrics = evaluate.run(
@@ -144,6 +147,33 @@ def segmented(default_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def default_segments(tmp_path_factory):
+    """The value pyramid of the project's default base (params.yaml as is, 20,000 customers):
+    generate -> validate -> features -> segment, tracking off. Its tests check the pyramid's
+    shape, which is a property of the base the project ships with, not of any smaller one
+    (issue 14 is about the pyramid on every data set)."""
+    import pyarrow.parquet as pq
+
+    from pipelines import features, generate, segment, validate
+
+    p = load_params(PROJECT / "params.yaml").without_tracking()
+    root = tmp_path_factory.mktemp("default_segments")
+    generate.run(p, generate.Paths(root / "raw", root / "truth"))
+    validate.run(
+        p, validate.Paths(root / "raw", root / "validated", root / "quarantine", root / "v.json")
+    )
+    features.run(p, features.Paths(root / "validated", root / "features", root / "f.json"))
+    f = root / "features" / "features.parquet"
+    out = root / "segments"
+    paths = segment.Paths(f, out / "model", out / "reports", out / "segments.json", root / "truth")
+    metrics = segment.run(p, paths)
+    tiers = pq.read_table(out / "model" / "tiers.parquet").to_pandas(date_as_object=False)
+    feats = pq.read_table(f).to_pandas(date_as_object=False)
+    tiers["as_of"] = tiers["as_of"].astype(feats["as_of"].dtype)
+    return out, metrics, tiers.merge(feats, on=["customer_id", "as_of"]), p
+
+
+@pytest.fixture(scope="session")
 def explained(default_run, segmented, tmp_path_factory):
     """The explain stage on the default run: (out folder, summary, params, input paths)."""
     from pipelines import explain
@@ -155,6 +185,7 @@ def explained(default_run, segmented, tmp_path_factory):
         "features": root / "features" / "features.parquet",
         "model": root / "model",
         "segments": seg_out / "model",
+        "ledger": root / "features" / "ledger.parquet",
     }
     summary = explain.run(
         p,
@@ -165,6 +196,7 @@ def explained(default_run, segmented, tmp_path_factory):
             out / "data",
             out / "reports",
             out / "explanations.json",
+            paths["ledger"],
         ),
     )
     return out, summary, p, paths
@@ -172,8 +204,8 @@ def explained(default_run, segmented, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def scored(default_run, segmented, tmp_path_factory):
-    """The default base scored at 2025-12-31 by the CLI, logged to a fresh MLflow store:
-    (folder, tracking URI, scores)."""
+    """The default base scored by the CLI at its default as_of (the last month end the data
+    covers, 2026-01-31), logged to a fresh MLflow store: (folder, tracking URI, scores)."""
     from typer.testing import CliRunner
 
     from pipelines import score
@@ -197,8 +229,6 @@ def scored(default_run, segmented, tmp_path_factory):
                 str(tmp / "scores"),
                 "--metrics",
                 str(tmp / "score.json"),
-                "--as-of",
-                "2025-12-31",
                 "--arrears-model",
                 str(root / "model"),
                 "--segments-model",

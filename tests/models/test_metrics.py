@@ -119,3 +119,14 @@ def test_scorecard_learns_a_monotone_risk_and_handles_unseen_levels():
     new = pd.DataFrame({"x": [0.1, 0.9, np.nan], "cat": ["a", "b", "zzz"]})
     p = card.predict_proba(new)
     assert p[1] > p[0] and np.isfinite(p).all()
+
+
+def test_jeffreys_test_of_a_grade_pd():
+    from scipy.stats import beta
+
+    y = np.r_[np.ones(30), np.zeros(970)].astype(int)  # 3 % realised
+    grades = np.array(["A"] * 1000, dtype=object)
+    low = grade_table(y, np.full(1000, 0.01), grades, ["A"])  # a PD far below 3 %: rejected
+    fair = grade_table(y, np.full(1000, 0.03), grades, ["A"])
+    assert low.loc[0, "jeffreys_p"] == pytest.approx(beta.cdf(0.01, 30.5, 970.5))
+    assert low.loc[0, "jeffreys_p"] < 0.001 < 0.3 < fair.loc[0, "jeffreys_p"] < 0.7

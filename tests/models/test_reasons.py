@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.catalog import FEATURES
-from models.reasons import BY_CODE, OTHER, cause_of, group_by_cause, top_reasons
+from models.reasons import BY_CODE, OTHER, cause_of, group_by_cause, officer_context, top_reasons
 
 
 def test_every_catalog_feature_belongs_to_a_named_cause():
@@ -40,17 +40,17 @@ def test_grouping_preserves_the_total_and_reasons_only_raise_risk():
     )
     reasons = top_reasons(grouped, feats, n=3, min_contribution=0.05)
     first = reasons[reasons["row"] == 0]
-    assert first["code"].tolist() == ["R01", "R02", OTHER]
-    assert first["text_en"].iloc[0] == "1,234 overdue, the oldest unpaid bill 43 days past due"
+    assert first["code"].tolist() == ["R01", "R02"]  # "other factors" is never a reason
+    assert first["text_en"].iloc[0] == (
+        "1,234.50 CNY overdue, the oldest unpaid bill 43 days past its due date"
+    )
+    assert first["text_zh"].iloc[0] == "当前欠费1,234.50元，最早一张未缴账单已逾期43天"
     assert first["text_zh"].iloc[1] == "近12个月有2张电费账单逾期超过30天"
     second = reasons[reasons["row"] == 1]
-    assert second["code"].tolist() == [
-        "R07",
-        "R02",
-    ]  # the arrears cause lowers risk: never a reason
-    assert second["text_zh"].iloc[0] == "仅有2个月的缴费记录"
-    # no late bill to count: the cause is named, never "0 bills paid late"
-    assert second["text_en"].iloc[1] == "the record of seriously late payments"
+    # the arrears cause lowers risk: never a reason; no late bill to count: R02 cannot be
+    # said as a fact about this customer, so it is not a reason either (never "0 bills")
+    assert second["code"].tolist() == ["R07"]
+    assert second["text_zh"].iloc[0] == "仅有2个月的账单记录"
     assert (reasons["contribution"] > 0).all()
     assert set(BY_CODE) >= set(reasons["code"])
 
@@ -67,3 +67,18 @@ def test_one_bill_is_said_in_the_singular():
         "3 bills paid more than 30 days late in the last 12 months",
     ]
     assert reasons["text_zh"].iloc[2] == "近12个月有3张电费账单逾期超过30天"
+
+
+def test_who_the_customer_is_is_context_for_the_officer_never_a_reason():
+    grouped = pd.DataFrame({"R09": [0.9], "R08": [0.5], "R06": [0.3], "R03": [0.1]}).reindex(
+        columns=list(BY_CODE), fill_value=0.0
+    )
+    feats = pd.DataFrame(
+        {"kwh_yoy_change": [-0.39], "late_bills_6m": [2.0], "tariff_class": ["commercial"]}
+    )
+    reasons = top_reasons(grouped, feats, n=4, min_contribution=0.05)
+    assert reasons["code"].tolist() == ["R06", "R03"]
+    assert reasons["text_en"].iloc[0] == "consumption 39% lower than in the same months a year ago"
+    assert reasons["text_zh"].iloc[0] == "用电量较去年同期下降39%"  # no double negative
+    (context,) = officer_context(grouped, 0.05)
+    assert context == "R09 customer_profile +0.90; R08 thin_margin_preferential_tariff +0.50"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.policy import PolicyError, recommend
+from models.policy import CreditPolicy, PolicyError, SecurityTerms, recommend
 from models.segments import SignedLog, abc_classes, cluster_tiers, make_pipeline, migration
 
 
@@ -56,19 +56,30 @@ def test_pipeline_is_deterministic():
     assert np.array_equal(a, b)
 
 
-def test_policy_joins_service_and_credit_action():
-    out = recommend(
-        pd.Series(["A", "D"]),
-        pd.Series(["C", "AA"]),
-        {"A": "account manager", "D": "self-service"},
-        {"C": "deposit", "AA": "none"},
+def test_policy_sizes_security_and_never_acts_on_an_incomplete_ledger():
+    policy = CreditPolicy(
+        service={"A": "account manager", "C": "standard", "D": "self-service"},
+        credit_action={"C": "security", "B": "payment_reminder", "AA": "none"},
+        security=SecurityTerms(months_of_bills=2, round_to=100, minimum=200, guarantee_above=5000),
     )
-    assert out.to_dict("records") == [
-        {"service_level": "account manager", "credit_action": "deposit"},
-        {"service_level": "self-service", "credit_action": "none"},
+    tier = pd.Series(["D", "C", "D", "A", "C", "D"])
+    grade = pd.Series(["C", "C", "C", "C", "B", "AA"])
+    bill = np.array([40.0, 1234.0, 9000.0, 9000.0, 500.0, 100.0])
+    gaps = np.array([0, 0, 0, 0, 2, 3])
+    out = recommend(tier, grade, policy, bill, gaps)
+    assert out["credit_action"].tolist() == [
+        "deposit",  # 2 x 40 = 80, at least the minimum 200
+        "deposit",  # 2 x 1,234 = 2,468, rounded up to 2,500
+        "bank_guarantee",  # 18,000 is above guarantee_above
+        "account_manager_review",  # a tier A customer: the account manager decides
+        "review_incomplete_records",  # a reminder on an incomplete ledger: a review instead
+        "none",  # nothing asked: an incomplete ledger changes nothing
     ]
+    assert out["security_amount"].tolist()[:4] == [200.0, 2500.0, 18000.0, 18000.0]
+    assert out["security_amount"].iloc[4:].isna().all()
+    assert out["service_level"].tolist()[:2] == ["self-service", "standard"]
     with pytest.raises(PolicyError, match=r"tier\(s\) \['B'\]"):
-        recommend(pd.Series(["B"]), pd.Series(["C"]), {"A": "x"}, {"C": "y"})
+        recommend(pd.Series(["B"]), pd.Series(["C"]), policy)
 
 
 @pytest.mark.parametrize("criterion", ["silhouette", "bic"])

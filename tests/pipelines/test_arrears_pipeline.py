@@ -7,6 +7,8 @@ import json
 import pandas as pd
 import pytest
 
+from tests.conftest import default_params
+
 # The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("default_run")
 
@@ -28,6 +30,11 @@ def test_calibrated_ece_below_002_and_realised_rate_rises_across_grades(default_
     assert m["grades_rates_rise"]
     rates = [g["realised_rate"] for g in m["grades"] if g["customers"]]
     assert rates[-1] > 10 * rates[0]
+    # the finer master scale: most grades populated, none holding most of the base, each
+    # with its Jeffreys test (the per-grade results are in docs/scoring.md)
+    filled = [g for g in m["grades"] if g["customers"] >= 100]
+    assert len(filled) >= 8 and max(g["share"] for g in m["grades"]) < 0.4
+    assert all(0 <= g["jeffreys_p"] <= 1 for g in filled)
 
 
 def test_outputs_of_train_and_evaluate(default_run):
@@ -52,4 +59,4 @@ def test_outputs_of_train_and_evaluate(default_run):
     assert len(scores) == m["test"]["rows"]
     assert (scores["expected_loss"] <= scores["exposure"] * 0.45 + 1e-9).all()
     assert scores["pd"].between(0, 1).all()
-    assert set(scores["grade"]) <= {"AAA", "AA", "A", "B", "C"}
+    assert set(scores["grade"]) <= set(default_params().grades.names)

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from features.errors import GridscoreError
 from models.decision import KEY_COLUMNS as DECISION_KEYS
+from models.policy import ACTION_TEXT, recommend
 from models.reasons import CATALOG_VERSION, CAUSES
+from pipelines import decision
 from pipelines.cli import app
 from pipelines.explain import NotFound, explain_customer, render
 from tests.conftest import PROJECT
@@ -42,7 +44,7 @@ def test_explanations_of_the_latest_snapshot(explained):
     # reasons: only risk-raising causes, at most 3, both languages, no "0 bills" sentences
     assert (reasons["contribution"] >= 0.05).all() and reasons.groupby("customer_id")[
         "rank"
-    ].max().max() <= 3
+    ].max().max() <= p.explain.top_n
     assert reasons["text_en"].str.len().min() > 5 and reasons["text_zh"].str.len().min() > 2
     assert (
         not reasons["text_en"].str.match(r"^0 ").any()
@@ -67,7 +69,21 @@ def test_decision_keys_join_tier_policy_and_expected_loss(explained, segmented):
     latest = tiers[tiers["as_of"] == tiers["as_of"].max()].set_index("customer_id")
     assert (keys["tier"].to_numpy() == latest.loc[keys["customer_id"], "tier"].to_numpy()).all()
     assert (keys["service_level"] == keys["tier"].map(p.policy.service)).all()
-    assert (keys["credit_action"] == keys["grade"].map(p.policy.credit_action)).all()
+    wanted = recommend(
+        keys["tier"], keys["grade"], decision.config(p).policy(), None, keys["quarantined_rows"]
+    )["credit_action"]
+    sized = keys["credit_action"].isin(["deposit", "bank_guarantee"])  # by the bill: see below
+    assert (keys.loc[~sized, "credit_action"] == wanted[~sized]).all()
+    assert (wanted[sized].isin(["deposit", "bank_guarantee"])).all()
+    assert (keys.loc[sized, "security_amount"] >= p.policy.security.minimum).all()
+    # no adverse action on an incomplete ledger: a review, with the rows behind it
+    incomplete = keys["quarantined_rows"] > 0
+    assert (
+        incomplete.any()
+        and not keys.loc[incomplete, "credit_action"].isin(["deposit", "bank_guarantee"]).any()
+    )
+    assert keys.loc[incomplete, "quarantine_refs"].str.contains(r"\.parquet:\d+ ").all()
+    assert keys.loc[incomplete, "flags"].str.contains("incomplete_ledger").all()
     np.testing.assert_allclose(keys["expected_loss"], keys["pd"] * keys["exposure"] * p.grades.lgd)
     assert summary["credit_actions"] == keys["credit_action"].value_counts().to_dict()
 
@@ -104,8 +120,9 @@ def test_one_customer_explained_as_in_the_stage(explained, tmp_path):
     reasons = pd.read_parquet(out / "data" / "reasons.parquet")
     who = keys.loc[keys["grade"] == "C"].iloc[0]
     d = explain_customer(
-        paths["features"], paths["model"], paths["segments"], who["customer_id"], p
-    )
+        paths["features"], paths["model"], paths["segments"], who["customer_id"], p,
+        ledger=paths["ledger"],
+    )  # fmt: skip
     assert d["as_of"] == who["as_of"] and d["grade"] == "C" and d["tier"] == who["tier"]
     assert d["pd"] == pytest.approx(who["pd"]) and d["expected_loss"] == pytest.approx(
         who["expected_loss"]
@@ -116,7 +133,8 @@ def test_one_customer_explained_as_in_the_stage(explained, tmp_path):
     assert "信用等级: C" in zh and mine["text_zh"].iloc[0] in zh
     en = render(d, "en")
     assert "Credit grade: C" in en and mine["text_en"].iloc[0] in en
-    assert p.policy.credit_action["C"] in en
+    assert ACTION_TEXT[who["credit_action"]][0] in en and ACTION_TEXT[who["credit_action"]][1] in zh
+    assert d["credit_action"] == who["credit_action"]
     with pytest.raises(GridscoreError, match="--lang"):
         render(d, "fr")
 
@@ -186,6 +204,6 @@ def test_stage_logs_global_explanations_to_mlflow(explained, tmp_path, monkeypat
     assert run.data.tags["gridscore.stage"] == "explain"
     assert run.data.metrics["max_additivity_gap"] < 1e-9 and run.data.metrics["rows"] > 5000
     assert run.data.params["catalog_version"] == CATALOG_VERSION
-    assert run.data.params["top_n"] == "3"
+    assert run.data.params["top_n"] == str(p.explain.top_n)
     logged = {a.path for a in client.list_artifacts(run_id)}
     assert {"beeswarm.png", "by_tier.csv", "by_grade.png", "importance_causes.csv"} <= logged

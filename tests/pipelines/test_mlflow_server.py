@@ -22,6 +22,8 @@ from pipelines.config import load_params
 from tests.conftest import PROJECT
 
 runner = CliRunner()
+# On the default pipeline's worker: it balances the suite's two pytest-xdist workers.
+pytestmark = pytest.mark.xdist_group("default_run")
 
 
 def _free_port() -> int:

@@ -22,7 +22,7 @@ from features.engine import Snapshots
 from features.errors import InputMissing
 from models.arrears import FeatureMismatchError
 from models.decision import FeatureMissing
-from pipelines import decision, score
+from pipelines import decision, score, streaming
 from pipelines.cli import app
 from pipelines.config import load_params
 from tests.conftest import PROJECT
@@ -30,7 +30,7 @@ from tests.conftest import PROJECT
 # The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("default_run")
 
-AS_OF = "2025-12-31"
+AS_OF = "2026-01-31"  # the default: the last month end the data covers
 
 
 def _params(tmp: Path, **score_params) -> Path:
@@ -101,7 +101,9 @@ def test_partition_size_does_not_change_the_output(default_run, segmented, tmp_p
     outs = []
     for size in (20000, 1501):
         p = params.override("score", partition_customers=size, as_of=AS_OF)
-        rec = score.score_base(root / "validated", tmp_path / str(size), p, model, progress=False)
+        rec = score.score_base(
+            root / "validated", tmp_path / str(size), p, model, root / "quarantine", progress=False
+        )
         assert rec["partitions"] == -(-rec["customers_in"] // size)
         outs.append(score.read_scores(tmp_path / str(size)).sort_values("customer_id"))
     pd.testing.assert_frame_equal(outs[0].reset_index(drop=True), outs[1].reset_index(drop=True))
@@ -122,7 +124,9 @@ def test_inputs_out_of_customer_order_give_the_same_scores(
         pq.write_table(t.take(rng.permutation(t.num_rows)), shuffled / f"{table}.parquet")
     model = decision.load(root / "model", segmented[0] / "model", params, tmp_path / "m").model
     p = params.override("score", partition_customers=2000, as_of=AS_OF)
-    rec = score.score_base(shuffled, tmp_path / "out", p, model, progress=False)
+    rec = score.score_base(
+        shuffled, tmp_path / "out", p, model, root / "quarantine", progress=False
+    )
     got = score.read_scores(tmp_path / "out")
     assert rec["partitions"] == -(-rec["customers_in"] // 2000) > 1
     assert got["customer_id"].is_monotonic_increasing
@@ -135,7 +139,7 @@ def test_a_raw_folder_is_validated_then_scored(default_run, segmented, tiny_raw,
     out = tmp_path / "scores"
     cmd = _cli(params_path, root, segmented[0] / "model", out)
     at = cmd.index("--validated")
-    cmd[at : at + 2] = ["--raw", str(tiny_raw)]
+    cmd[at : at + 4] = ["--raw", str(tiny_raw)]  # its quarantine goes beside OUT
     cmd[cmd.index("--as-of") + 1] = "2024-03-31"
     done = CliRunner().invoke(app, cmd[1:])
     assert done.exit_code == 0, done.output[-2000:]
@@ -155,6 +159,8 @@ def _cli(params_path: Path, root: Path, seg: Path, out: Path, *extra: str) -> li
         "score",
         "--validated",
         str(root / "validated"),
+        "--quarantine",
+        str(root / "quarantine"),
         "--out",
         str(out),
         "--as-of",
@@ -262,6 +268,12 @@ def test_models_from_the_registry_and_the_pyfunc_decide_the_same(
         .head(400)
         .reset_index(drop=True)
     )
+    ledger = pd.read_parquet(root / "features" / "ledger.parquet")
+    ledger["as_of"] = pd.to_datetime(ledger["as_of"])
+    rows["as_of"] = pd.to_datetime(rows["as_of"])
+    rows = rows.merge(ledger, on=["customer_id", "as_of"], how="left")  # as the batch job does
+    rows["quarantined_rows"] = rows["quarantined_rows"].fillna(0).astype("int64")
+    assert (rows["quarantined_rows"] > 0).any()
     out = pyfunc.predict(rows.assign(as_of=AS_OF))
     want = scores.set_index("customer_id").loc[rows["customer_id"]].reset_index()
     np.testing.assert_allclose(out["pd"], want["pd"])
@@ -354,8 +366,8 @@ def test_scoring_with_models_from_the_registry(
 
 
 def test_snapshots_helper_is_month_end():
-    assert score.default_as_of(pd.Timestamp("2026-02-14")) == pd.Timestamp("2026-01-31")
-    assert score.default_as_of(pd.Timestamp("2026-01-31")) == pd.Timestamp("2026-01-31")
+    assert streaming.last_month_end(pd.Timestamp("2026-02-14")) == pd.Timestamp("2026-01-31")
+    assert streaming.last_month_end(pd.Timestamp("2026-01-31")) == pd.Timestamp("2026-01-31")
     assert Snapshots((pd.Timestamp(AS_OF),)).as_of[0] == pd.Timestamp(AS_OF)
     assert load_params(PROJECT / "params.yaml").score.partition_customers > 0
 
@@ -369,8 +381,14 @@ def test_score_spark_names_a_missing_table_before_starting_spark(tmp_path):
             str(tmp_path),
             "--out",
             str(tmp_path / "o"),
+            "--quarantine",
+            str(tmp_path),
             "--as-of",
             AS_OF,
         ],
     )
     assert result.exit_code == 2 and "customers.parquet: missing" in result.output
+    no_quarantine = CliRunner().invoke(
+        app, ["score-spark", "--validated", str(tmp_path), "--out", "o", "--as-of", AS_OF]
+    )
+    assert no_quarantine.exit_code == 2 and "give --quarantine" in no_quarantine.output

@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 import skops.io as sio
 
-# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("default_run")
 
-
-def test_energy_intensive_preferential_customers_are_not_vip_for_their_kwh(segmented):
-    _, metrics, table, _ = segmented
+def test_energy_intensive_preferential_customers_are_not_vip_for_their_kwh(default_segments):
+    _, metrics, table, _ = default_segments
     latest = table[table["as_of"] == table["as_of"].max()]
     thin = latest["energy_intensive"] & latest["preferential_tariff"]
     top = latest.nlargest(2 * int(thin.sum()), "kwh_sum_12m")
@@ -28,8 +24,8 @@ def test_energy_intensive_preferential_customers_are_not_vip_for_their_kwh(segme
     assert in_a_thin["profit_12m"].median() > 2 * rest_thin["profit_12m"].median()
 
 
-def test_tiers_form_a_pyramid_by_profit(segmented):
-    out, metrics, _, _ = segmented
+def test_tiers_form_a_pyramid_by_profit(default_segments):
+    out, metrics, _, _ = default_segments
     prof = pd.read_csv(out / "reports" / "profiles.csv", index_col=0)
     assert list(prof.index) == ["A", "B", "C", "D"]
     assert prof.loc["A", "customers"] < prof.loc["C", "customers"] < prof.loc["D", "customers"]
@@ -39,8 +35,8 @@ def test_tiers_form_a_pyramid_by_profit(segmented):
     assert (out / "reports" / "pyramid.png").stat().st_size > 5000
 
 
-def test_quality_stability_and_truth_metrics(segmented):
-    out, metrics, _, p = segmented
+def test_quality_stability_and_truth_metrics(default_segments):
+    out, metrics, _, p = default_segments
     lo, hi = p.segment.k_range
     assert lo <= metrics["k"] <= hi
     assert sorted(int(k) for k in metrics["k_scores"]) == list(range(lo, hi + 1))
@@ -57,8 +53,8 @@ def test_quality_stability_and_truth_metrics(segmented):
     assert saved["customers"] == metrics["customers"]
 
 
-def test_every_snapshot_is_tiered_by_the_same_fitted_pipeline(segmented):
-    out, _, table, p = segmented
+def test_every_snapshot_is_tiered_by_the_same_fitted_pipeline(default_segments):
+    out, _, table, p = default_segments
     trusted = sio.get_untrusted_types(file=out / "model" / "pipeline.skops")
     pipe = sio.load(out / "model" / "pipeline.skops", trusted=trusted)
     sample = table.sample(500, random_state=0)
@@ -67,8 +63,8 @@ def test_every_snapshot_is_tiered_by_the_same_fitted_pipeline(segmented):
     assert table.groupby("as_of")["tier"].nunique().min() == 4
 
 
-def test_migration_tables_add_up(segmented):
-    out, metrics, table, _ = segmented
+def test_migration_tables_add_up(default_segments):
+    out, metrics, table, _ = default_segments
     counts = pd.read_csv(out / "reports" / "migration_counts.csv", index_col=0)
     last = counts[counts["after_as_of"] == counts["after_as_of"].max()]
     dates = sorted(table["as_of"].unique())

@@ -41,7 +41,8 @@ def test_spark_scores_equal_the_single_machine_scores(
     )
     model = decision.load(root / "model", segmented[0] / "model", params, tmp_path / "m").model
     p = params.override("score", partition_customers=700, as_of=AS_OF)
-    rec = score.score_base(validated, tmp_path / "local", p, model, progress=False)
+    quarantine = tmp_path / "quarantine"
+    rec = score.score_base(validated, tmp_path / "local", p, model, quarantine, progress=False)
     local = score.read_scores(tmp_path / "local").sort_values("customer_id")
     # the Spark path runs the model inside the registered gridscore-decision pyfunc
     _, uri, _ = scored
@@ -49,8 +50,9 @@ def test_spark_scores_equal_the_single_machine_scores(
     pyfunc_model = decision.load_pyfunc(f"models:/{decision.DECISION_MODEL}@candidate", Tracker())
     pyfunc_model.versions = dict(model.versions)  # same files, named as the local run names them
     rows = score_spark(
-        spark, str(tmp_path / "validated"), str(tmp_path / "spark"), params, pyfunc_model, AS_OF, 4
-    )
+        spark, str(validated), str(tmp_path / "spark"), params, pyfunc_model, AS_OF, 4,
+        str(quarantine),
+    )  # fmt: skip
     remote = pd.read_parquet(tmp_path / "spark").sort_values("customer_id")
     assert rows == len(remote) == len(local) == rec["scored"] > 2000
     assert (tmp_path / "spark" / "_SUCCESS").exists()
