@@ -42,6 +42,18 @@ def test_spark_scores_equal_the_single_machine_scores(
     model = decision.load(root / "model", segmented[0] / "model", params, tmp_path / "m").model
     p = params.override("score", partition_customers=700, as_of=AS_OF)
     quarantine = tmp_path / "quarantine"
+    # three customers whose ledger misses a payment validation held back (a zeroed amount)
+    held = pd.read_parquet(validated / "customers.parquet", columns=["customer_id"]).head(3)
+    pd.DataFrame(
+        {
+            "source_file": "payments.csv",
+            "source_row": [11, 12, 13],
+            "reason": "zero_amount",
+            "customer_id": held["customer_id"],
+            "paid_on": "2024-06-15",
+            "amount": "0",
+        }
+    ).to_parquet(quarantine / "payments.parquet", index=False)
     rec = score.score_base(validated, tmp_path / "local", p, model, quarantine, progress=False)
     local = score.read_scores(tmp_path / "local").sort_values("customer_id")
     # the Spark path runs the model inside the registered gridscore-decision pyfunc
@@ -63,3 +75,7 @@ def test_spark_scores_equal_the_single_machine_scores(
         np.testing.assert_allclose(remote[col], local[col], rtol=1e-9, atol=1e-12, err_msg=col)
     exact = [c for c in local.columns if c not in ("pd", "expected_loss", "exposure", "raw_score")]
     pd.testing.assert_frame_equal(remote[exact], local[exact], check_dtype=False)
+    flagged = remote.set_index("customer_id").loc[held["customer_id"]]
+    assert (flagged["quarantined_rows"] == 1).all()
+    assert flagged["quarantine_refs"].str.startswith("payments.csv:1").all()
+    assert not flagged["credit_action"].isin(["deposit", "bank_guarantee"]).any()
