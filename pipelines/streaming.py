@@ -216,9 +216,16 @@ def last_month_end(end: pd.Timestamp) -> pd.Timestamp:
 
 
 def read_quarantine(folder: Path | None) -> dict[str, pd.DataFrame]:
-    """The validate stage's quarantine tables (empty when there is no folder)."""
-    if folder is None or not Path(folder).is_dir():
+    """The validate stage's quarantine tables (none when no folder is given).
+
+    Raises:
+        InputMissing: A folder is given but is not there: a mistyped path must not make every
+            ledger look complete.
+    """
+    if folder is None:
         return {}
+    if not Path(folder).is_dir():
+        raise InputMissing(f"{folder}: no quarantine folder (the validate stage writes it)")
     return {p.stem: pq.read_table(p).to_pandas() for p in sorted(Path(folder).glob("*.parquet"))}
 
 

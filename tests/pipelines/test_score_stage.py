@@ -392,3 +392,12 @@ def test_score_spark_names_a_missing_table_before_starting_spark(tmp_path):
         app, ["score-spark", "--validated", str(tmp_path), "--out", "o", "--as-of", AS_OF]
     )
     assert no_quarantine.exit_code == 2 and "give --quarantine" in no_quarantine.output
+
+
+def test_a_quarantine_folder_that_is_not_there_stops_the_run(default_run, segmented, tmp_path):
+    root, _, _ = default_run
+    cmd = _cli(_params(tmp_path), root, segmented[0] / "model", tmp_path / "scores")[1:]
+    cmd[cmd.index("--quarantine") + 1] = str(tmp_path / "quarantin")  # a typo
+    res = CliRunner().invoke(app, cmd)
+    assert res.exit_code == 2 and "quarantin: no quarantine folder" in res.output
+    assert not (tmp_path / "scores" / score.SUCCESS).exists()
