@@ -11,9 +11,16 @@ and refrain from an adverse action, and training can leave those snapshots out.
 What counts: every quarantined bill or payment row whose ``customer_id`` is a validated
 customer, except ``duplicate_row`` (an exact repeat of a row that was kept: the ledger has
 the record). A row is dated by its ``issued_on`` (bills) or ``paid_on`` (payments) as far as
-that can be read; a row whose date cannot be read counts at every as_of. Rows of customers
-that are not in the validated customers table (``unknown_customer``, ``customer_quarantined``)
-belong to no scored customer and are counted upstream only.
+that can be read; a row whose date cannot be read counts at every as_of.
+
+A row booked to a customer id that is not in the customers table (``unknown_customer``: a
+payment keyed with a mistyped account number, the cash a utility holds "unapplied") may be
+a known customer's own money. It is attributed to every validated customer whose id it could
+be a slip of (:func:`probable_owners`: the same id but for case and spaces, or one character
+inserted, deleted, changed or two neighbours swapped), at most :data:`MAX_OWNERS` of them:
+the decision of each is held for a review until the cash is applied. A slip that fits more
+customers than that stays unattributed (counted in the quarantine only). Rows of customers
+the validation rejected (``customer_quarantined``) belong to no scored customer.
 """
 
 from __future__ import annotations
@@ -23,8 +30,53 @@ import pandas as pd
 
 #: Quarantine reasons that leave the ledger complete (the row's record was kept).
 COMPLETE_REASONS = frozenset({"duplicate_row"})
+#: Quarantine reasons of a row booked to an id that is no customer's: matched to probable owners.
+UNMATCHED_REASONS = frozenset({"unknown_customer"})
+#: An unknown id that could be a slip of more customers than this is attributed to none.
+MAX_OWNERS = 10
 _DATE_COLUMN = {"bills": "issued_on", "payments": "paid_on"}
-GAP_COLUMNS = ["customer_id", "table", "source_file", "source_row", "reason", "day"]
+GAP_COLUMNS = ["customer_id", "table", "source_file", "source_row", "reason", "day", "recorded_as"]
+
+
+def _key(ids: pd.Series) -> pd.Series:
+    """Ids as compared: upper case, no white space."""
+    return ids.astype("string").str.upper().str.replace(r"\s+", "", regex=True)
+
+
+def _slips(word: str, alphabet: str) -> set[str]:
+    """Every string one slip away from ``word``: a character deleted, inserted or changed
+    (from ``alphabet``), or two neighbours swapped; and ``word`` itself."""
+    cuts = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    out = {word}
+    out.update(a + b[1:] for a, b in cuts if b)
+    out.update(a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1)
+    out.update(a + c + b[1:] for a, b in cuts if b for c in alphabet)
+    out.update(a + c + b for a, b in cuts for c in alphabet)
+    return out
+
+
+def probable_owners(unknown: pd.Series, customers: pd.Index) -> pd.DataFrame:
+    """The known customers each unknown id could be a slip of (see the module docstring).
+
+    Returns:
+        ``pos`` (position in ``unknown``) and ``customer_id`` (a known id), one row per pair;
+        an id with more than :data:`MAX_OWNERS` candidates has none.
+    """
+    pos, cand = [], []
+    if len(unknown) == 0 or len(customers) == 0:
+        return pd.DataFrame({"pos": np.asarray(pos, dtype=np.int64), "customer_id": cand})
+    known = pd.Series(np.asarray(customers, dtype=str), index=_key(pd.Series(customers)).to_numpy())
+    keys = set(known.index)
+    alphabet = "".join(sorted(set("".join(keys))))
+    for i, word in enumerate(_key(unknown).fillna("")):
+        if not word:
+            continue
+        found = sorted(_slips(word, alphabet) & keys)
+        owners = known.loc[found].unique() if found else []
+        if 0 < len(owners) <= MAX_OWNERS:
+            pos.extend([i] * len(owners))
+            cand.extend(owners)
+    return pd.DataFrame({"pos": np.asarray(pos, dtype=np.int64), "customer_id": cand})
 
 
 def _read_day(values: pd.Series) -> pd.Series:
@@ -51,18 +103,27 @@ def ledger_gaps(quarantine: dict[str, pd.DataFrame], customers: pd.Index) -> pd.
         q = quarantine.get(table)
         if q is None or q.empty or "customer_id" not in q:
             continue
+        q = q.reset_index(drop=True)
         ids = q["customer_id"].astype("string").str.strip()
-        keep = ids.isin(customers) & ~q["reason"].isin(COMPLETE_REASONS)
         day = _read_day(q[date_col]) if date_col in q else pd.Series(pd.NaT, index=q.index)
+        own = (ids.isin(customers) & ~q["reason"].isin(COMPLETE_REASONS)).to_numpy()
+        stray = np.flatnonzero(q["reason"].isin(UNMATCHED_REASONS).to_numpy() & ~own)
+        owners = probable_owners(ids.iloc[stray].reset_index(drop=True), customers)
+        at = np.r_[np.flatnonzero(own), stray[owners["pos"].to_numpy()]].astype(np.int64)
+        recorded = np.full(len(at), None, dtype=object)
+        recorded[own.sum() :] = ids.iloc[stray[owners["pos"].to_numpy()]].astype(str).to_numpy()
         parts.append(
             pd.DataFrame(
                 {
-                    "customer_id": ids[keep].astype(str).to_numpy(),
+                    "customer_id": np.r_[
+                        ids[own].astype(str).to_numpy(), owners["customer_id"].to_numpy(str)
+                    ],
                     "table": table,
-                    "source_file": q.loc[keep, "source_file"].astype(str).to_numpy(),
-                    "source_row": q.loc[keep, "source_row"].astype("int64").to_numpy(),
-                    "reason": q.loc[keep, "reason"].astype(str).to_numpy(),
-                    "day": day[keep].to_numpy(dtype="datetime64[us]"),
+                    "source_file": q["source_file"].astype(str).to_numpy()[at],
+                    "source_row": q["source_row"].astype("int64").to_numpy()[at],
+                    "reason": q["reason"].astype(str).to_numpy()[at],
+                    "day": day.to_numpy(dtype="datetime64[us]")[at],
+                    "recorded_as": recorded,
                 }
             )
         )
@@ -81,6 +142,7 @@ def empty_gaps() -> pd.DataFrame:
             "source_row": pd.Series(dtype="int64"),
             "reason": pd.Series(dtype=str),
             "day": pd.Series(dtype="datetime64[us]"),
+            "recorded_as": pd.Series(dtype=object),
         }
     )
 
@@ -114,9 +176,11 @@ def gaps_at(gaps: pd.DataFrame, keys: pd.DataFrame, months_after: int = 0) -> pd
     if joined.empty:
         return pd.DataFrame({"quarantined_rows": counts, "quarantine_refs": refs}, index=keys.index)
     when = joined["day"].dt.strftime("%Y-%m-%d").fillna("undated")
+    slip = joined["recorded_as"] if "recorded_as" in joined else pd.Series(None, index=joined.index)
+    booked = (":" + slip.astype("string")).fillna("").astype(str)  # the id it was booked to
     joined = joined.assign(
         ref=joined["source_file"] + ":" + joined["source_row"].astype(str) + " "
-        + joined["reason"] + " " + when
+        + joined["reason"] + booked + " " + when
     )  # fmt: skip
     by = joined.groupby("pos")
     counts[by.size().index.to_numpy()] = by.size().to_numpy()

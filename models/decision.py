@@ -27,6 +27,7 @@ from models.reasons import CATALOG_VERSION, officer_context
 #: Flags a scored row may carry (``;``-joined in the ``flags`` column).
 INSUFFICIENT_HISTORY = "insufficient_history"
 INCOMPLETE_LEDGER = "incomplete_ledger"  # quarantined bill/payment rows dated by as_of
+REMINDER_FIRST = "reminder_before_security"  # security due by the grade: a payment reminder first
 NO_TIER = "no_tier"
 UNSEEN_CATEGORY = "unseen_category"  # a category the arrears model never saw: scored as missing
 
@@ -194,7 +195,11 @@ class DecisionModel:
         gaps = _ledger(feats)
         bill = _number(feats, "amount_mean_12m")
         bill = np.where(np.isnan(bill), _number(feats, "amount_mean_3m"), bill)
-        action = recommend(out["tier"], out["grade"], c.policy(), bill, gaps["quarantined_rows"])
+        policy = c.policy()
+        lapse = policy.security.reminder_first(
+            _number(feats, "late_bills_12m"), _number(feats, "max_dpd_12m")
+        )
+        action = recommend(out["tier"], out["grade"], policy, bill, gaps["quarantined_rows"], lapse)
         out["service_level"] = action["service_level"].to_numpy()
         out["credit_action"] = action["credit_action"].to_numpy()
         out["security_amount"] = action["security_amount"].to_numpy()
@@ -214,6 +219,8 @@ class DecisionModel:
         flags = np.where(pd.isna(tier), np.char.add(flags, ";" + NO_TIER), flags)
         gap = gaps["quarantined_rows"].to_numpy() > 0
         flags = np.where(gap, np.char.add(flags, ";" + INCOMPLETE_LEDGER), flags)
+        lapsed = action["reminder_first"].to_numpy()
+        flags = np.where(lapsed, np.char.add(flags, ";" + REMINDER_FIRST), flags)
         for col in self.arrears.spec_.categorical:
             value = feats[col].astype("object")
             unseen = (

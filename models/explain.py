@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from models.arrears import ArrearsModel, to_matrix
+from models.labels import feature_label, others, value_label
 from models.metrics import assign_grades, expected_loss
 from models.reasons import group_by_cause, top_reasons
 
@@ -109,11 +110,16 @@ def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def waterfall_steps(
-    contrib: pd.Series, base: float, top: int = 12, values: pd.Series | None = None
+    contrib: pd.Series,
+    base: float,
+    top: int = 12,
+    values: pd.Series | None = None,
+    lang: str = "en",
 ) -> pd.DataFrame:
     """The steps of a waterfall chart: the ``top`` largest contributions, the rest summed.
 
-    With ``values`` (the row's feature values), each label says the feature's value too.
+    Each label is the feature's readable name in ``lang`` (``models.labels``); with
+    ``values`` (the row's feature values), its value too.
 
     Returns:
         Rows ``label``, ``contribution``, ``start``, ``end`` from the base value to the raw score.
@@ -121,19 +127,17 @@ def waterfall_steps(
     order = contrib.abs().sort_values(ascending=False).index
     shown = contrib[order[:top]]
     rest = contrib[order[top:]].sum()
-    steps = [(_label(f, values), c) for f, c in shown.items()]
+    steps = [(_label(f, values, lang), c) for f, c in shown.items()]
     if len(order) > top:
-        steps.append((f"{len(order) - top} other features", rest))
+        steps.append((others(len(order) - top, lang), rest))
     out = pd.DataFrame(steps, columns=["label", "contribution"])
     out["end"] = base + out["contribution"].cumsum()
     out["start"] = out["end"] - out["contribution"]
     return out
 
 
-def _label(feature: str, values: pd.Series | None) -> str:
+def _label(feature: str, values: pd.Series | None, lang: str) -> str:
+    name = feature_label(feature, lang)
     if values is None or feature not in values:
-        return feature
-    v = values[feature]
-    if isinstance(v, float | np.floating):
-        return f"{feature} = {v:,.4g}" if not np.isnan(v) else f"{feature} = missing"
-    return f"{feature} = {v}"
+        return name
+    return f"{name} = {value_label(values[feature], lang)}"

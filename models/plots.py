@@ -69,6 +69,23 @@ def grades(table: pd.DataFrame):
     return fig
 
 
+_CHART = {
+    "en": {"axis": "log-odds of arrears", "base": "base value", "score": "raw score"},
+    "zh": {"axis": "欠费对数几率", "base": "基准值", "score": "原始得分"},
+}
+
+
+def cjk_font() -> str:
+    """The family name of the CJK font the project installs (Noto Sans CJK, from the
+    ``cvttf-NotoSansCJK-Regular`` wheel in pyproject.toml), registered with matplotlib."""
+    import cvttf_NotoSansCJK_Regular as noto
+    from matplotlib import font_manager
+
+    path = noto.get_TTF_path()
+    font_manager.fontManager.addfont(path)
+    return font_manager.FontProperties(fname=path).get_name()
+
+
 def save(fig, path) -> None:
     fig.tight_layout()
     fig.savefig(path)
@@ -164,8 +181,16 @@ def dependence(value: pd.Series, contribution: pd.Series, feature: str):
     return fig
 
 
-def waterfall(steps: pd.DataFrame, base: float, title: str):
-    """From the base value to the raw score, one bar per contribution (red raises the risk)."""
+def waterfall(steps: pd.DataFrame, base: float, title: str, lang: str = "en"):
+    """From the base value to the raw score, one bar per contribution (red raises the risk);
+    every word in ``lang`` (Chinese drawn with the project's CJK font)."""
+    words = _CHART[lang]
+    family = [cjk_font(), "DejaVu Sans"] if lang == "zh" else plt.rcParams["font.family"]
+    with plt.rc_context({"font.family": family, "axes.unicode_minus": False}):
+        return _waterfall(steps, base, title, words)
+
+
+def _waterfall(steps: pd.DataFrame, base: float, title: str, words: dict):
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(steps) + 1.6), dpi=110)
     y = np.arange(len(steps))[::-1]
     colors = np.where(steps["contribution"] > 0, "tab:red", "tab:blue")
@@ -173,14 +198,14 @@ def waterfall(steps: pd.DataFrame, base: float, title: str):
     ax.set_yticks(y, steps["label"])
     for yi, (_, s) in zip(y, steps.iterrows(), strict=True):
         ax.text(s["end"], yi, f" {s['contribution']:+.2f}", va="center", fontsize=7)
-    ax.axvline(base, color="grey", ls="--", lw=0.8, label=f"base value {base:+.2f}")
+    ax.axvline(base, color="grey", ls="--", lw=0.8, label=f"{words['base']} {base:+.2f}")
     end = float(steps["end"].iloc[-1]) if len(steps) else base
-    ax.axvline(end, color="black", lw=0.8, label=f"raw score {end:+.2f}")
+    ax.axvline(end, color="black", lw=0.8, label=f"{words['score']} {end:+.2f}")
     lo = float(min(steps["start"].min(), steps["end"].min(), base)) if len(steps) else base
     hi = float(max(steps["start"].max(), steps["end"].max(), base)) if len(steps) else base
     pad = 0.08 * (hi - lo) + 0.1
     ax.set_xlim(lo - pad, hi + 2 * pad)
-    ax.set_xlabel("log-odds of arrears")
+    ax.set_xlabel(words["axis"])
     ax.set_title(title)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3, axis="x")

@@ -10,7 +10,11 @@ The credit action of a customer follows its grade (params ``policy.credit_action
 2. Differentiated service: a tier A or B customer (``policy.account_manager_tiers``) whose
    grade calls for security goes to its account manager (``account_manager_review``), who
    decides; no automatic request.
-3. Security is sized to the customer: ``months_of_bills`` x the expected monthly bill, rounded
+3. A reminder comes before security: a customer whose records show at most one bill not
+   paid by its due date in 12 months, and no bill ``reminder_first_below_dpd`` (30) days past
+   due at a month end, gets a payment reminder (flagged ``reminder_before_security``); the
+   request waits until the records show a serious or repeated lapse.
+4. Security is sized to the customer: ``months_of_bills`` x the expected monthly bill, rounded
    up to ``round_to``, at least ``minimum``, at most ``cap``; above ``guarantee_above`` it is
    asked as a bank guarantee instead of a cash deposit.
 """
@@ -32,6 +36,7 @@ DEPOSIT = "deposit"
 GUARANTEE = "bank_guarantee"
 REVIEW_RECORDS = "review_incomplete_records"
 REVIEW_MANAGER = "account_manager_review"
+REVIEW_UNVERIFIED = "review_unverified_reasons"  # the records do not bear a request out
 GRADE_ACTIONS = (NONE, REMINDER, SECURITY)
 #: The actions that ask a customer for money up front (a notice is written for each).
 ADVERSE = (DEPOSIT, GUARANTEE)
@@ -47,6 +52,10 @@ ACTION_TEXT = {
     REVIEW_MANAGER: (
         "review by the account manager (tier A/B customer)",
         "由客户经理复核（A/B级客户）",
+    ),
+    REVIEW_UNVERIFIED: (
+        "review by a credit officer: the reasons could not be checked against the records",
+        "人工复核：原因未能与客户记录核对一致",
     ),
 }
 
@@ -64,6 +73,16 @@ class SecurityTerms:
     minimum: float = 200.0
     cap: float = 5_000_000.0
     guarantee_above: float = 50_000.0
+    reminder_first_below_dpd: int = 30  # 0: security on the grade alone
+
+    def reminder_first(self, late_bills_12m: np.ndarray, max_dpd_12m: np.ndarray) -> np.ndarray:
+        """Rows whose records show at most one late bill in 12 months and no bill this many
+        days past due at a month end (a missing value shows nothing: security as graded)."""
+        late = np.asarray(late_bills_12m, float)
+        worst = np.asarray(max_dpd_12m, float)
+        if self.reminder_first_below_dpd <= 0:
+            return np.zeros(len(late), dtype=bool)
+        return (late <= 1) & (worst < self.reminder_first_below_dpd)
 
     def amount(self, monthly_bill: np.ndarray) -> np.ndarray:
         """The security asked of each customer from its expected monthly bill."""
@@ -86,6 +105,7 @@ def recommend(
     policy: CreditPolicy,
     monthly_bill: np.ndarray | None = None,
     quarantined_rows: np.ndarray | None = None,
+    reminder_first: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Service level, credit action and security amount, row by row.
 
@@ -93,6 +113,7 @@ def recommend(
         ``service_level`` (by tier), ``credit_action`` (one of :data:`ACTION_TEXT`),
         ``security_amount`` (the deposit or guarantee asked; for an account manager's
         review, the amount the policy would ask; NaN otherwise).
+        ``reminder_first`` (bool): security was due by the grade, a reminder comes first.
 
     Raises:
         PolicyError: A tier or grade has no entry in the policy (never a silent blank).
@@ -108,6 +129,9 @@ def recommend(
     gaps = np.zeros(n) if quarantined_rows is None else np.nan_to_num(quarantined_rows, nan=0)
     bill = np.zeros(n) if monthly_bill is None else np.asarray(monthly_bill, float)
     amount = policy.security.amount(bill)
+    lapse = np.zeros(n, dtype=bool) if reminder_first is None else np.asarray(reminder_first, bool)
+    lapse = lapse & (base == SECURITY)
+    base = np.where(lapse, REMINDER, base).astype(object)
     secure = base == SECURITY
     action = np.where(
         secure, np.where(amount > policy.security.guarantee_above, GUARANTEE, DEPOSIT), base
@@ -122,6 +146,7 @@ def recommend(
             "service_level": tier.map(dict(policy.service)).to_numpy(),
             "credit_action": action,
             "security_amount": np.where(asked, amount, np.nan),
+            "reminder_first": lapse & ~incomplete,
         },
         index=tier.index,
     )

@@ -10,7 +10,7 @@ most, under three rules that make them fit for a notice to the customer:
   (tariff class, industry, region, internal margins) are shown to the officer as context
   (:func:`officer_context`), never as a reason;
 - a reason is a fact: a cause is given only where a text whose condition holds on the
-  customer's values can be said ("3 bills paid late in the last 6 months"); the general
+  customer's values can be said ("3 bills not paid in full by their due date in the last 6 months"); the general
   wording of a cause ("the timing of payments") is never a reason;
 - a cause that lowers the risk is never a reason.
 """
@@ -25,7 +25,7 @@ import pandas as pd
 
 from features.catalog import CONSUMPTION_WINDOWS, PAYMENT_WINDOWS
 
-CATALOG_VERSION = "2026.12-1"
+CATALOG_VERSION = "2026.12-2"
 OTHER = "R99"
 _SUM_WINDOWS = tuple(w for w in CONSUMPTION_WINDOWS if w > 1)  # sum, mean, std over months
 
@@ -88,9 +88,10 @@ CAUSES: tuple[Cause, ...] = (
         (
             (
                 _pos("overdue_arrears", 0.005),
-                "{overdue_arrears:,.2f} {currency} overdue, the oldest unpaid bill {dpd:.0f} days "
-                "past its due date",
-                "当前欠费{overdue_arrears:,.2f}{currency_zh}，最早一张未缴账单已逾期{dpd:.0f}天",
+                "{overdue_arrears:,.2f} {currency} overdue; the oldest unpaid bill was due on "
+                "{oldest_due} ({dpd:.0f} days ago)",
+                "当前欠费{overdue_arrears:,.2f}{currency_zh}；最早一张未缴账单的缴费期限为{oldest_due}"
+                "（已逾期{dpd:.0f}天）",
             ),
             (
                 _pos("balance", 0.005),
@@ -107,18 +108,21 @@ CAUSES: tuple[Cause, ...] = (
         (
             (
                 _one("late30_bills_12m"),
-                "1 bill paid more than 30 days late in the last 12 months",
-                "近12个月有1张电费账单逾期超过30天",
+                "1 bill more than 30 days past its due date (paid late or still unpaid) in the "
+                "last 12 months",
+                "近12个月有1张电费账单逾期超过30天（逾期后缴清或仍未缴清）",
             ),
             (
                 _pos("late30_bills_12m"),
-                "{late30_bills_12m:.0f} bills paid more than 30 days late in the last 12 months",
-                "近12个月有{late30_bills_12m:.0f}张电费账单逾期超过30天",
+                "{late30_bills_12m:.0f} bills more than 30 days past their due date (paid late or "
+                "still unpaid) in the last 12 months",
+                "近12个月有{late30_bills_12m:.0f}张电费账单逾期超过30天（逾期后缴清或仍未缴清）",
             ),
             (
                 _pos("max_dpd_12m"),
-                "up to {max_dpd_12m:.0f} days past due in the last 12 months",
-                "近12个月最长逾期{max_dpd_12m:.0f}天",
+                "a bill unpaid {max_dpd_12m:.0f} days after its due date at a month end of the "
+                "last 12 months",
+                "近12个月内某月末有账单已逾期{max_dpd_12m:.0f}天未缴清",
             ),
             (_always, "the record of seriously late payments", "严重逾期记录"),
         ),
@@ -136,13 +140,13 @@ CAUSES: tuple[Cause, ...] = (
         (
             (
                 _one("late_bills_6m"),
-                "1 bill paid late in the last 6 months",
-                "近6个月有1张电费账单逾期缴纳",
+                "1 bill not paid in full by its due date in the last 6 months",
+                "近6个月有1张电费账单未在缴费期限内缴清",
             ),
             (
                 _pos("late_bills_6m"),
-                "{late_bills_6m:.0f} bills paid late in the last 6 months",
-                "近6个月有{late_bills_6m:.0f}张电费账单逾期缴纳",
+                "{late_bills_6m:.0f} bills not paid in full by their due date in the last 6 months",
+                "近6个月有{late_bills_6m:.0f}张电费账单未在缴费期限内缴清",
             ),
             (_always, "the timing of payments in the last 12 months", "近12个月的缴费时间规律"),
         ),
@@ -199,13 +203,15 @@ CAUSES: tuple[Cause, ...] = (
         (
             (
                 _neg("kwh_yoy_change", -0.1),
-                "consumption {kwh_yoy_drop:.0%} lower than in the same months a year ago",
-                "用电量较去年同期下降{kwh_yoy_drop:.0%}",
+                "average monthly consumption of the last 3 months {kwh_yoy_drop:.0%} lower than "
+                "in the same months a year earlier",
+                "近3个月月均用电量较去年同期下降{kwh_yoy_drop:.0%}",
             ),
             (
                 _pos("kwh_max_drop_12m", 0.2),
-                "consumption fell {kwh_max_drop_12m:.0%} in one month of the last 12",
-                "近12个月用电量单月最大降幅达{kwh_max_drop_12m:.0%}",
+                "consumption fell {kwh_max_drop_12m:.0%} from one month to the next in the last 12 "
+                "months",
+                "近12个月用电量环比最大降幅达{kwh_max_drop_12m:.0%}",
             ),
             (_always, "changes in electricity consumption", "用电量变化"),
         ),
@@ -217,8 +223,8 @@ CAUSES: tuple[Cause, ...] = (
         (
             (
                 _neg("months_of_history", 12),
-                "only {months_of_history:.0f} months of billing history",
-                "仅有{months_of_history:.0f}个月的账单记录",
+                "only {months_of_history:.0f} monthly bills issued so far",
+                "迄今仅有{months_of_history:.0f}期电费账单",
             ),
             (_always, "the length of the customer relationship", "客户关系时长"),
         ),
@@ -287,8 +293,19 @@ def _fields(template: str) -> list[str]:
 
 
 #: Values a template may use that are derived from the features (no double negatives).
-_DERIVED = {"kwh_yoy_drop": lambda rows: -_num(rows, "kwh_yoy_change")}
-_CURRENCY_ZH = {"CNY": "元", "RMB": "元"}
+def _oldest_due(rows: pd.DataFrame) -> list[str | None]:
+    """The due date of the oldest unpaid bill: as_of minus the days past due."""
+    if "as_of" not in rows:
+        return [None] * len(rows)
+    day = pd.to_datetime(rows["as_of"]) - pd.to_timedelta(_num(rows, "dpd"), unit="D")
+    return [None if pd.isna(d) else d.strftime("%Y-%m-%d") for d in day]
+
+
+_DERIVED = {
+    "kwh_yoy_drop": lambda rows: -_num(rows, "kwh_yoy_change"),
+    "oldest_due": _oldest_due,
+}
+CURRENCY_ZH = {"CNY": "元", "RMB": "元"}
 
 
 def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
@@ -323,7 +340,7 @@ def say_all(
     text of every cause has no condition and no value, so each row gets one: that general
     wording is not a fact (``factual`` False).
     """
-    rows = rows.assign(currency=currency, currency_zh=_CURRENCY_ZH.get(currency, currency))
+    rows = rows.assign(currency=currency, currency_zh=CURRENCY_ZH.get(currency, currency))
     en = np.full(len(rows), None, dtype=object)
     zh = np.full(len(rows), None, dtype=object)
     factual = np.zeros(len(rows), dtype=bool)

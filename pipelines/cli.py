@@ -200,7 +200,7 @@ def explain(
     ] = None,
     lang: Annotated[str, typer.Option(help="en or zh, for --customer")] = "en",
     chart: Annotated[
-        Path | None, typer.Option(help="waterfall PNG [reports/waterfall_<id>_<date>.png]")
+        Path | None, typer.Option(help="waterfall PNG [reports/waterfall_<id>_<date>_<lang>.png]")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="stage: folder for the tables")] = None,
     reports: Annotated[Path | None, typer.Option(help="stage: folder for the reports")] = None,
@@ -215,13 +215,41 @@ def explain(
         p = _params(params, "explain", as_of=as_of)
         if customer is not None:
             d = stage.explain_customer(features, model, segments, customer, p, as_of, ledger)
-            typer.echo(stage.render(d, lang, p.tariffs.currency))
-            path = chart or Path("reports") / f"waterfall_{customer}_{d['as_of'].date()}.png"
-            typer.echo(f"waterfall chart: {stage.waterfall_chart(d, path)}")
+            typer.echo(stage.render(d, lang, p.tariffs.currency, dict(p.policy.service_zh)))
+            name = f"waterfall_{customer}_{d['as_of'].date()}_{lang}.png"
+            path = chart or Path("reports") / name
+            typer.echo(f"waterfall chart: {stage.waterfall_chart(d, path, lang=lang)}")
             return
         if out is None or reports is None or summary is None:
             raise GridscoreError("give --customer ID, or --out, --reports and --summary")
         stage.run(p, stage.Paths(features, model, segments, out, reports, summary, ledger))
+
+    _guard(call)
+
+
+@app.command()
+def notice(
+    customer: Annotated[str, typer.Option(help="the customer asked for a deposit or guarantee")],
+    lang: Annotated[str, typer.Option(help="zh or en")] = "zh",
+    scores: Annotated[Path, typer.Option(help="the score stage's folder")] = Path("data/scores"),
+    validated: Annotated[Path, typer.Option(help="the validate stage's tables")] = Path(
+        "data/validated"
+    ),
+    out: Annotated[Path | None, typer.Option(help="HTML file [default: print it]")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """The notice of a deposit or guarantee request (printable HTML), its reasons checked
+    against the customer's validated bills and payments first."""
+    from pipelines import notice as stage
+
+    def call() -> None:
+        page = stage.notice(scores, validated, customer, _params(params), lang)
+        if out is None:
+            typer.echo(page)
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+        typer.echo(f"notice: {out}")
 
     _guard(call)
 

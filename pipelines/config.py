@@ -209,6 +209,20 @@ class SecurityParams(_Frozen):
     guarantee_above: float = Field(
         default=50_000.0, ge=0, description="a larger security is asked as a bank guarantee"
     )
+    reminder_first_below_dpd: int = Field(
+        default=30,
+        ge=0,
+        description="at most one late bill in 12 months and none this many days past due at a "
+        "month end: a payment reminder before any security; 0: off",
+    )
+
+
+class NoticeParams(_Frozen):
+    """What a notice of adverse action tells the customer about a review (models/notice.py)."""
+
+    contact_en: str = "our customer service hotline or any service hall"
+    contact_zh: str = "客服热线或任一营业厅"
+    reply_days: int = Field(default=15, gt=0, description="days the customer has to reply")
 
 
 class PolicyParams(_Frozen):
@@ -216,9 +230,11 @@ class PolicyParams(_Frozen):
     security is sized, and the tiers whose adverse grades go to the account manager."""
 
     service: dict[Literal["A", "B", "C", "D"], str]
+    service_zh: dict[Literal["A", "B", "C", "D"], str] = {}  # the same, in Chinese
     credit_action: dict[str, Literal["none", "payment_reminder", "security"]]
     security: SecurityParams = SecurityParams()
     account_manager_tiers: tuple[Literal["A", "B", "C", "D"], ...] = ("A", "B")
+    notice: NoticeParams = NoticeParams()
 
 
 class ExplainParams(_Frozen):

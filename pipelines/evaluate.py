@@ -25,6 +25,7 @@ from models.metrics import (
     curves,
     expected_loss,
     grade_table,
+    rank_breaks,
     rates_rise,
 )
 from pipelines.config import GradeParams, LabelParams, Params, TrainParams
@@ -105,6 +106,7 @@ def evaluate_model(
         "baseline": trained["test"]["baseline"],
         "grades": gtable.replace({np.nan: None}).to_dict("records"),
         "grades_rates_rise": rates_rise(gtable),
+        "grades_rank_breaks": rank_breaks(gtable),
         "expected_loss": {
             "total": float(el.sum()),
             "exposure": float(exposure.sum()),

@@ -34,7 +34,7 @@ from models.arrears import ArrearsModel, to_matrix
 from models.decision import NO_TIER, DecisionModel
 from models.explain import Explained, waterfall_steps
 from models.policy import ACTION_TEXT
-from models.reasons import BY_CODE, CATALOG_VERSION, CAUSES, cause_of
+from models.reasons import BY_CODE, CATALOG_VERSION, CAUSES, CURRENCY_ZH, cause_of
 from pipelines import decision
 from pipelines.config import Params
 from pipelines.io import write_json, write_parquet
@@ -338,6 +338,8 @@ def explain_customer(
 LABELS = {
     "en": {
         "customer": "Customer",
+        "cluster": "cluster",
+        "chart": "{customer} at {as_of}: PD {pd}, grade {grade}",
         "as_of": "as of",
         "tier": "Value tier",
         "pd": "Probability of arrears (3 months)",
@@ -355,6 +357,8 @@ LABELS = {
     },
     "zh": {
         "customer": "客户",
+        "cluster": "聚类",
+        "chart": "{customer}（{as_of}）：欠费概率 {pd}，信用等级 {grade}",
         "as_of": "评估日期",
         "tier": "价值等级",
         "pd": "欠费概率（未来3个月）",
@@ -373,28 +377,34 @@ LABELS = {
 }
 
 
-def render(d: dict, lang: str = "en", currency: str = "CNY") -> str:
-    """The explanation as text a credit officer can read out, in English or Chinese."""
+def render(d: dict, lang: str = "en", currency: str = "CNY", service_zh: dict | None = None) -> str:
+    """The explanation as text a credit officer can read out, in English or Chinese (with
+    ``service_zh``, params ``policy.service_zh``, the tier's service in Chinese): in Chinese,
+    nothing but identifiers (customer id, grade, tier, codes, file names) is in English."""
     if lang not in LABELS:
         raise GridscoreError(f"--lang must be one of {sorted(LABELS)}, not {lang!r}")
     t = LABELS[lang]
+    unit = CURRENCY_ZH.get(currency, currency) if lang == "zh" else f" {currency}"
     tier = d["tier"] if d["tier"] is not None else t["no_tier"]
     lines = [
         f"{t['customer']} {d['customer_id']}  ({t['as_of']} {d['as_of'].date()})",
         f"  {t['tier']}: {tier}"
-        + (f"  (cluster {d['cluster']})" if d["cluster"] is not None else ""),
+        + (f"  ({t['cluster']} {d['cluster']})" if d["cluster"] is not None else ""),
         f"  {t['pd']}: {d['pd']:.2%}",
         f"  {t['grade']}: {d['grade']}",
-        f"  {t['el']}: {d['expected_loss']:,.2f} {currency}  "
-        f"({t['exposure']} {d['exposure']:,.2f} {currency})",
+        f"  {t['el']}: {d['expected_loss']:,.2f}{unit}  "
+        f"({t['exposure']} {d['exposure']:,.2f}{unit})",
         f"  {t['score']}: {d['raw_score']:+.3f}  ({t['base']} {d['base_value']:+.3f})",
     ]
     if d["service_level"] is not None:
-        lines.append(f"  {t['service']}: {d['service_level']}")
+        service = d["service_level"]
+        if lang == "zh" and service_zh and d["tier"] in service_zh:
+            service = service_zh[d["tier"]]
+        lines.append(f"  {t['service']}: {service}")
     en, zh = ACTION_TEXT.get(d["credit_action"], (d["credit_action"],) * 2)
     action = zh if lang == "zh" else en
     if d.get("security_amount") is not None:
-        action += f": {d['security_amount']:,.0f} {currency}"
+        action += f": {d['security_amount']:,.0f}{unit}"
     lines.append(f"  {t['action']}: {action}")
     if d.get("quarantine_refs"):
         lines.append(f"  {t['records']}: {d['quarantine_refs']}")
@@ -408,10 +418,15 @@ def render(d: dict, lang: str = "en", currency: str = "CNY") -> str:
     return "\n".join(lines)
 
 
-def waterfall_chart(d: dict, path: Path, top: int = 12) -> Path:
-    """The customer's contributions from the base value to its raw score, as a PNG."""
-    steps = waterfall_steps(d["contributions"], d["base_value"], top, d.get("values"))
-    title = f"{d['customer_id']} at {d['as_of'].date()}: PD {d['pd']:.2%}, grade {d['grade']}"
+def waterfall_chart(d: dict, path: Path, top: int = 12, lang: str = "en") -> Path:
+    """The customer's contributions from the base value to its raw score, as a PNG, every
+    label in ``lang`` (readable feature names and values: ``models.labels``)."""
+    if lang not in LABELS:
+        raise GridscoreError(f"--lang must be one of {sorted(LABELS)}, not {lang!r}")
+    steps = waterfall_steps(d["contributions"], d["base_value"], top, d.get("values"), lang)
+    title = LABELS[lang]["chart"].format(
+        customer=d["customer_id"], as_of=d["as_of"].date(), pd=f"{d['pd']:.2%}", grade=d["grade"]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    plots.save(plots.waterfall(steps, d["base_value"], title), path)
+    plots.save(plots.waterfall(steps, d["base_value"], title, lang), path)
     return path

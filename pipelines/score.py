@@ -8,6 +8,9 @@ the base. Writes to ``out``:
 - ``part-NNNNN.parquet``: one row per customer active at ``as_of`` (docs/scoring.md), each
   file written to ``out/_tmp`` and moved into place only when complete (``os.replace``); its
   counts (customers in, active, inactive by reason, flagged) ride in its Parquet footer;
+- ``notices/<customer_id>.<zh|en>.html``: the notice of every deposit or guarantee asked,
+  its reasons and amount first checked against the customer's records (``pipelines.notice``);
+  written with the partition, before its file is moved into place;
 - ``_manifest.json``: what the run is (as_of, partitioning, model versions, inputs): a rerun
   into the same folder with the same manifest resumes, skipping finished partitions;
 - ``_reconciliation.json``: customers in = scored + not active (by reason); flagged; quarantined
@@ -37,7 +40,9 @@ from features.completeness import gaps_at
 from features.engine import Snapshots, features_and_inactive, features_of, prepare
 from features.errors import GridscoreError
 from models.decision import DecisionModel
+from models.policy import ADVERSE
 from pipelines import decision, streaming
+from pipelines import notice as notices
 from pipelines import validate as validation
 from pipelines.config import Params
 from pipelines.features import FEATURE_TABLE
@@ -249,7 +254,9 @@ def score_base(
             con,
             inputs,
             workdir,
-            lambda paths: _run(n, paths, size, day, costs, grace, gaps, model, out, progress),
+            lambda paths: _run(
+                n, paths, size, day, costs, grace, gaps, model, out, progress, params
+            ),
             redo_all,
         )
         con.close()
@@ -293,7 +300,9 @@ def _prepare_out(out: Path, manifest: dict, overwrite: bool) -> None:
     write_json(manifest, path)
 
 
-def _run(n_customers, inputs, size, day, costs, grace, gaps, model, out, progress) -> list[dict]:
+def _run(
+    n_customers, inputs, size, day, costs, grace, gaps, model, out, progress, params
+) -> list[dict]:
     schema = output_schema(model)
     snaps = Snapshots((day,))
     tmp = out / "_tmp"
@@ -315,6 +324,9 @@ def _run(n_customers, inputs, size, day, costs, grace, gaps, model, out, progres
         feats = pd.concat([feats, gaps_at(gaps, feats)], axis=1)  # incomplete ledgers
         inactive = why["reason"].value_counts().to_dict()
         decisions = model.decide(feats) if len(feats) else pd.DataFrame(columns=model.columns())
+        decisions, written = notices.check_and_write(
+            decisions, bills, pays, out, params, model.config.top_n
+        )
         flags = decisions["flags"].dropna().str.split(";").explode().value_counts().to_dict()
         part = {
             "partition": i,
@@ -326,6 +338,7 @@ def _run(n_customers, inputs, size, day, costs, grace, gaps, model, out, progres
             "grades": decisions["grade"].value_counts().sort_index().to_dict(),
             "credit_actions": decisions["credit_action"].value_counts().sort_index().to_dict(),
             "tiers": decisions["tier"].value_counts().sort_index().to_dict(),
+            "notices": written,
             "first_customer": str(cust["customer_id"].iloc[0]),
             "last_customer": str(cust["customer_id"].iloc[-1]),
         }
@@ -367,14 +380,18 @@ def _reconcile(stats: list[dict], manifest: dict, quarantined: dict, seconds: fl
         "grades": _sum(s["grades"] for s in stats),
         "credit_actions": _sum(s.get("credit_actions", {}) for s in stats),
         "tiers": _sum(s["tiers"] for s in stats),
+        "notices": sum(s.get("notices", 0) for s in stats),
         "quarantined_upstream": quarantined,
         "partitions": len(stats),
         "partitions_resumed": sum(s["resumed"] for s in stats),
         "models": manifest["models"],
         "seconds": round(seconds, 1),
     }
+    asked = sum(rec["credit_actions"].get(a, 0) for a in ADVERSE)
     rec["balanced"] = rec["customers_in"] == rec["scored"] + sum(inactive.values()) and (
-        rec["customers_in"] == manifest["customers"] and rec["partitions"] == manifest["partitions"]
+        rec["customers_in"] == manifest["customers"]
+        and rec["partitions"] == manifest["partitions"]
+        and rec["notices"] == asked  # every deposit or guarantee asked has its notice
     )
     if not rec["balanced"]:
         raise ScoreError(f"the reconciliation does not add up: {rec}")

@@ -32,11 +32,12 @@ def _text(nb) -> str:
     return "\n".join(parts)
 
 
-def test_review_notebook_runs_on_the_stage_outputs(explained, monkeypatch):
+def test_review_notebook_runs_on_the_stage_outputs(explained, scored, monkeypatch):
     out, summary, p, _ = explained
-    keys = pd.read_parquet(out / "data" / "contributions.parquet")
+    tmp, _, scores = scored
     reasons = pd.read_parquet(out / "data" / "reasons.parquet")
     who = reasons.loc[reasons["rank"] == 3, "customer_id"].iloc[0]
+    monkeypatch.setenv("GRIDSCORE_SCORES", str(tmp / "scores"))
     monkeypatch.setenv("GRIDSCORE_EXPLANATIONS", str(out / "data"))
     monkeypatch.setenv("GRIDSCORE_REPORTS", str(out / "reports"))
     monkeypatch.setenv("GRIDSCORE_CUSTOMER", who)
@@ -47,8 +48,10 @@ def test_review_notebook_runs_on_the_stage_outputs(explained, monkeypatch):
     ).execute()  # raises CellExecutionError if any cell fails
     text = _text(nb)
     assert f"{summary['rows']:,} customers explained" in text
-    asked = keys["credit_action"].str.contains("deposit|guarantee", case=False).sum()
+    asked = scores["credit_action"].isin(["deposit", "bank_guarantee"]).sum()
     assert asked > 0 and f"{asked:,} customers asked for a deposit or a guarantee" in text
+    assert f"{2 * asked:,} notices written" in text
+    assert "0 customers whose explanation and decision differ" in text
     for sentence in reasons.loc[reasons["customer_id"] == who, "text_zh"]:
         assert sentence in text
     images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))

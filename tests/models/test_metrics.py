@@ -15,6 +15,7 @@ from models.metrics import (
     expected_loss,
     grade_table,
     ks_statistic,
+    rank_breaks,
     rates_rise,
     top_decile_capture,
 )
@@ -97,6 +98,22 @@ def test_grades_master_scale_and_table():
     assert rates_rise(table)
     table.loc[0, "realised_rate"] = 0.5
     assert not rates_rise(table)
+
+
+def test_a_rank_break_is_a_fall_the_sample_cannot_explain():
+    table = pd.DataFrame(
+        {
+            "grade": ["A", "BBB", "BB", "C"],
+            "customers": [1554, 579, 0, 2000],
+            "bads": [24, 4, 0, 20],  # A 1.5 %, BBB 0.7 %: a fall, but 4 bads prove little
+            "realised_rate": [24 / 1554, 4 / 579, np.nan, 0.01],
+        }
+    )
+    assert not rates_rise(table)
+    assert rank_breaks(table) == []  # Fisher p = 0.087
+    table.loc[3, ["bads", "realised_rate"]] = [1, 1 / 2000]  # BBB 0.7 % then C 0.05 %: real
+    (only,) = rank_breaks(table)
+    assert (only["better"], only["worse"]) == ("BBB", "C") and only["p"] < 0.05
 
 
 def test_expected_loss():

@@ -82,6 +82,24 @@ def test_policy_sizes_security_and_never_acts_on_an_incomplete_ledger():
         recommend(pd.Series(["B"]), pd.Series(["C"]), policy)
 
 
+def test_a_reminder_comes_before_security_until_the_records_show_a_serious_lapse():
+    terms = SecurityTerms(reminder_first_below_dpd=30)
+    late = np.array([1, 0, 1, 2, 1, np.nan])
+    worst = np.array([12, 0, 31, 12, np.nan, 5])
+    first = terms.reminder_first(late, worst)
+    # one bill 12 days late; nothing late; one bill 31 days past due; two late bills; unknown
+    assert first.tolist() == [True, True, False, False, False, False]
+    assert not SecurityTerms(reminder_first_below_dpd=0).reminder_first(late, worst).any()
+    policy = CreditPolicy({"D": "self"}, {"C": "security", "A": "none"}, terms)
+    out = recommend(
+        pd.Series(["D"] * 3), pd.Series(["C", "C", "A"]), policy, np.array([500.0] * 3),
+        None, np.array([True, False, True]),
+    )  # fmt: skip
+    assert out["credit_action"].tolist() == ["payment_reminder", "deposit", "none"]
+    assert out["reminder_first"].tolist() == [True, False, False]  # only where security was due
+    assert np.isnan(out["security_amount"].iloc[0]) and out["security_amount"].iloc[1] == 1000.0
+
+
 @pytest.mark.parametrize("criterion", ["silhouette", "bic"])
 def test_choose_k_finds_well_separated_groups(criterion):
     from models.segments import choose_k

@@ -401,3 +401,57 @@ def test_a_quarantine_folder_that_is_not_there_stops_the_run(default_run, segmen
     res = CliRunner().invoke(app, cmd)
     assert res.exit_code == 2 and "quarantin: no quarantine folder" in res.output
     assert not (tmp_path / "scores" / score.SUCCESS).exists()
+
+
+QUOTED = ("overdue_arrears", "dpd", "late_bills_6m", "late30_bills_12m", "max_dpd_12m",
+          "partial_bills_12m", "reversals_12m", "months_of_history", "kwh_yoy_change",
+          "kwh_max_drop_12m", "balance")  # fmt: skip
+
+
+def test_every_deposit_or_guarantee_has_a_notice_whose_reasons_the_records_bear_out(
+    scored, default_run, params
+):
+    from features.statement import facts
+    from models.notice import verify
+    from pipelines.notice import terms
+
+    tmp, _, scores = scored
+    root, _, _ = default_run
+    asked = scores[scores["credit_action"].isin(["deposit", "bank_guarantee"])]
+    assert len(asked) > 100
+    folder = tmp / "scores" / "notices"
+    assert sorted(p.name for p in folder.glob("*.html")) == sorted(
+        f"{c}.{lang}.html" for c in asked["customer_id"] for lang in ("en", "zh")
+    )
+    ids = set(asked["customer_id"])
+    bills = pd.read_parquet(root / "validated" / "bills.parquet")
+    pays = pd.read_parquet(root / "validated" / "payments.parquet")
+    found = facts(bills[bills["customer_id"].isin(ids)], pays[pays["customer_id"].isin(ids)],
+                  pd.Timestamp(AS_OF))  # fmt: skip
+    # every stated reason and amount, recomputed from the validated rows: no contradiction
+    assert verify(asked, found, params.explain.top_n, "CNY", terms(params)[0]).isna().all()
+    # and the records' facts are the feature engine's, for every customer asked
+    feats = pd.read_parquet(root / "features" / "features.parquet",
+                            filters=[("as_of", "=", pd.Timestamp(AS_OF))])  # fmt: skip
+    both = feats.merge(found, on="customer_id", suffixes=("", "_records"))
+    assert len(both) == len(asked)
+    for col in QUOTED:
+        np.testing.assert_allclose(both[col], both[f"{col}_records"], atol=1e-6, err_msg=col)
+    page = (folder / f"{asked['customer_id'].iloc[0]}.zh.html").read_text(encoding="utf-8")
+    assert "通知编号" in page and asked["reason_1_zh"].iloc[0] in page
+
+
+def test_notice_on_demand_is_the_stage_notice_and_refuses_a_customer_not_asked(scored, default_run):
+    tmp, _, scores = scored
+    root, _, _ = default_run
+    asked = scores.loc[scores["credit_action"] == "deposit", "customer_id"].iloc[0]
+    other = scores.loc[scores["credit_action"] == "none", "customer_id"].iloc[0]
+    args = ["notice", "--scores", str(tmp / "scores"), "--validated", str(root / "validated")]
+    result = CliRunner().invoke(app, [*args, "--customer", asked, "--lang", "en",
+                                      "--out", str(tmp / "n.html")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stage = (tmp / "scores" / "notices" / f"{asked}.en.html").read_text(encoding="utf-8")
+    assert (tmp / "n.html").read_text(encoding="utf-8") == stage
+    refused = CliRunner().invoke(app, [*args, "--customer", other])
+    assert refused.exit_code == 2
+    assert "was not asked for a deposit or guarantee" in refused.output
