@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import GridscoreError, InputMissing
+from models import value
 from models.arrears import ArrearsModel
 from models.explain import Explained, explain_rows
 from models.policy import CreditPolicy, SecurityTerms, recommend
@@ -96,30 +97,70 @@ class DecisionConfig:
 
 @dataclass
 class Segmenter:
-    """The fitted value-segment pipeline with its cluster -> tier map (the segment stage's)."""
+    """The segment stage's value rule and behaviour pipeline (``pipelines/segment.py``).
+
+    The tier comes from the customer's risk-adjusted value (``models.value``: expected margin
+    minus the decision's expected loss) against the boundaries fitted by the segment stage;
+    where the stage tiered the same customer at the same as_of (its ``tiers.parquet``, with
+    hysteresis), that tier is used, so the decision and the pyramid agree. ``cluster`` is the
+    behaviour segment.
+    """
 
     pipeline: object
     features: Sequence[str]
-    tiers: Mapping[int, str]
+    bounds: np.ndarray
+    value_kind: str = "risk_adjusted"
+    known: pd.DataFrame | None = None  # (customer_id, as_of) -> tier, the stage's latest
+    names: Mapping[int, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path) -> Segmenter:
-        """Read ``pipeline.skops`` and ``tiers.json`` (the segment stage's output folder)."""
+        """Read ``pipeline.skops``, ``tiers.json`` and, if there, ``latest_tiers.parquet``
+        (the tiers with hysteresis at the fitted snapshot; the segment stage's output folder)."""
+        import pyarrow.parquet as pq
         import skops.io as sio
 
         path = folder / "pipeline.skops"
         if not path.exists() or not (folder / "tiers.json").exists():
             raise InputMissing(f"{folder}: no pipeline.skops and tiers.json (segment stage)")
         meta = json.loads((folder / "tiers.json").read_text())
+        if "bounds" not in meta:
+            raise InputMissing(
+                f"{folder}/tiers.json: no value boundaries (rerun the segment stage)"
+            )
         pipe = sio.load(path, trusted=sio.get_untrusted_types(file=path))
-        return cls(pipe, list(meta["features"]), {int(k): v for k, v in meta["tiers"].items()})
+        known = None
+        table = folder / "latest_tiers.parquet"
+        if table.exists() and meta.get("fitted_as_of"):
+            day = pd.Timestamp(meta["fitted_as_of"])
+            known = pq.read_table(table, columns=["customer_id", "tier"]).to_pandas()
+            known = known.set_index("customer_id")["tier"].rename(day)
+        return cls(
+            pipe,
+            list(meta["features"]),
+            np.asarray(meta["bounds"], float),
+            meta.get("value", "risk_adjusted"),
+            known,
+            {int(k): v for k, v in meta.get("segments", {}).items()},
+        )
 
-    def assign(self, feats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def assign(
+        self, feats: pd.DataFrame, loss: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Behaviour segment and value tier of each row (``loss``: the decision's expected
+        loss; None: none)."""
         missing = [c for c in self.features if c not in feats]
         if missing:
             raise FeatureMissing(f"the segment model needs columns missing here: {missing}")
         cluster = self.pipeline.predict(feats[list(self.features)].to_numpy(float))
-        tier = np.array([self.tiers.get(int(c)) for c in cluster], dtype=object)
+        margin = value.expected_margin(feats)
+        loss = np.zeros(len(feats)) if loss is None else np.asarray(loss, float)
+        tier = value.tier_of(value.value(margin, loss, self.value_kind), self.bounds).astype(object)
+        if self.known is not None and "as_of" in feats:
+            same = pd.to_datetime(feats["as_of"]).to_numpy() == np.datetime64(self.known.name)
+            held = self.known.reindex(feats["customer_id"].astype(str)).to_numpy()
+            use = same & pd.notna(held)
+            tier[use] = held[use]  # the stage's tier, with hysteresis
         return cluster.astype(int), tier
 
 
@@ -189,7 +230,7 @@ class DecisionModel:
         if self.segmenter is None:
             cluster, tier = np.full(len(feats), None), np.full(len(feats), None, dtype=object)
         else:
-            cluster, tier = self.segmenter.assign(feats)
+            cluster, tier = self.segmenter.assign(feats, x.keys["expected_loss"].to_numpy())
         out["tier"] = pd.array(tier, dtype="str")
         out["cluster"] = pd.array(cluster, dtype="Int64")
         gaps = _ledger(feats)

@@ -1,4 +1,9 @@
-"""The customer value pyramid: profit-contribution clusters mapped onto tiers A/B/C/D.
+"""Behaviour segments within the value pyramid, and the pyramid's reports.
+
+The tiers come from value (``models.value``); clustering finds how customers behave within
+them (consumption level, trend and seasonality, payment reliability), each segment named by
+its profile, for the service policy beside the tier. A missing behaviour (no bill due in the
+window, so no on-time share) is imputed with the base's median, never read as bad.
 
 Pure: frames in, frames and numbers out. The stage (``pipelines/segment.py``) reads the
 feature table, calls these, and writes and logs the results.
@@ -12,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
+from sklearn.impute import SimpleImputer
 from sklearn.metrics import (
     adjusted_rand_score,
     calinski_harabasz_score,
@@ -26,7 +32,7 @@ TIERS = ("A", "B", "C", "D")
 
 
 class SignedLog(BaseEstimator, TransformerMixin):
-    """``sign(x) * log1p(|x|)`` on the heavy-tailed columns; missing values become 0."""
+    """``sign(x) * log1p(|x|)`` on the heavy-tailed columns; missing values stay missing."""
 
     def __init__(self, columns: Sequence[int] = ()) -> None:
         self.columns = columns
@@ -36,18 +42,20 @@ class SignedLog(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, X) -> np.ndarray:
-        X = np.nan_to_num(np.asarray(X, dtype=float).copy())
+        X = np.asarray(X, dtype=float).copy()
         for c in self.columns:
             X[:, c] = np.sign(X[:, c]) * np.log1p(np.abs(X[:, c]))
         return X
 
 
 def make_pipeline(columns: Sequence[str], heavy: Sequence[str], k: int, seed: int) -> Pipeline:
-    """Signed log of heavy-tailed columns, robust scaling, then KMeans with ``k`` clusters."""
+    """Signed log of heavy-tailed columns, missing values imputed with the median, robust
+    scaling, then KMeans with ``k`` clusters."""
     heavy_idx = [i for i, c in enumerate(columns) if c in heavy]
     return Pipeline(
         [
             ("log", SignedLog(heavy_idx)),
+            ("impute", SimpleImputer(strategy="median")),
             ("scale", RobustScaler(quantile_range=(10.0, 90.0))),
             ("cluster", KMeans(n_clusters=k, n_init=10, random_state=seed)),
         ]
@@ -60,9 +68,8 @@ def choose_k(X: np.ndarray, k_range: Sequence[int], criterion: str, sample: int,
     lowest BIC of a Gaussian mixture on the transformed features."""
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(X), size=min(sample, len(X)), replace=False)
-    Z = RobustScaler(quantile_range=(10.0, 90.0)).fit_transform(
-        SignedLog(heavy_idx).fit_transform(X)
-    )[idx]
+    filled = SimpleImputer(strategy="median").fit_transform(SignedLog(heavy_idx).fit_transform(X))
+    Z = RobustScaler(quantile_range=(10.0, 90.0)).fit_transform(filled)[idx]
     scores = {}
     for k in k_range:
         if criterion == "silhouette":
@@ -75,33 +82,33 @@ def choose_k(X: np.ndarray, k_range: Sequence[int], criterion: str, sample: int,
     return max(scores, key=scores.get), scores
 
 
-def cluster_tiers(
-    profit: np.ndarray, cluster: np.ndarray, shares: Sequence[float]
-) -> dict[int, str]:
-    """Tier of each cluster, clusters ordered by mean profit per customer, best first.
+#: How a segment's median compares with the base's, in words (feature: low, high).
+_WORDS = {
+    "kwh_mean_12m": ("small consumer", "large consumer"),
+    "kwh_trend_12m": ("falling consumption", "rising consumption"),
+    "seasonality_ratio_12m": ("steady through the year", "seasonal"),
+    "on_time_share_12m": ("pays late", "pays on time"),
+}
 
-    A is the smallest group of top clusters holding ``shares[0]`` of the profit; B the
-    smallest group of the next clusters bringing the total to ``shares[1]``; C likewise to
-    ``shares[2]``; D the rest. While clusters remain, every tier gets at least one, so a
-    dominant top cluster does not leave B empty.
-    """
-    df = pd.DataFrame({"c": cluster, "p": profit})
-    per = df.groupby("c")["p"].agg(["mean", "sum"]).sort_values("mean", ascending=False)
-    share = per["sum"].clip(lower=0) / max(per["sum"].clip(lower=0).sum(), 1e-12)
-    order = list(per.index)
-    tiers: dict[int, str] = {}
-    held, i = 0.0, 0
-    for t, (tier, bound) in enumerate(zip(TIERS[:3], shares, strict=True)):
-        later = 3 - t  # tiers still to fill after this one
-        first = True
-        while i < len(order) and (first or (held < bound and len(order) - i > later)):
-            tiers[int(order[i])] = tier
-            held += share[order[i]]
-            i += 1
-            first = False
-    for c in order[i:]:
-        tiers[int(c)] = "D"
-    return tiers
+
+def segment_names(frame: pd.DataFrame, segment: np.ndarray, columns: Sequence[str]) -> dict:
+    """A name for each segment from its profile: for each feature, whether the segment's
+    median is in the base's lowest or highest third ("large consumer, seasonal, pays late");
+    a segment in the middle third of everything is "typical"."""
+    names = {}
+    lo = {c: frame[c].quantile(1 / 3) for c in columns}
+    hi = {c: frame[c].quantile(2 / 3) for c in columns}
+    for k, rows in frame.groupby(np.asarray(segment)):
+        words = []
+        for c in columns:
+            m = rows[c].median()
+            low, high = _WORDS.get(c, (f"low {c}", f"high {c}"))
+            if pd.notna(m) and m <= lo[c] and lo[c] < hi[c]:
+                words.append(low)
+            elif pd.notna(m) and m >= hi[c] and lo[c] < hi[c]:
+                words.append(high)
+        names[int(k)] = ", ".join(words) or "typical"
+    return names
 
 
 def abc_classes(profit: pd.Series, cutoffs: Sequence[float]) -> pd.Series:

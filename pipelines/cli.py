@@ -173,13 +173,18 @@ def segment(
     out: Annotated[Path, typer.Option(help="folder for the fitted pipeline and every tier")],
     reports: Annotated[Path, typer.Option(help="folder for profiles, migrations and charts")],
     metrics: Annotated[Path, typer.Option(help="JSON metrics (DVC metrics)")],
+    model: Annotated[
+        Path | None, typer.Option(help="the arrears model's folder (risk-adjusted value)")
+    ] = Path("artifacts/arrears"),
     truth: Truth = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """The customer value pyramid: clusters by profit contribution mapped to tiers A/B/C/D."""
+    """The customer value pyramid on risk-adjusted value, with hysteresis, validated out of
+    time, and the behaviour segments within it."""
     from pipelines import segment as stage
 
-    _guard(lambda: stage.run(_params(params), stage.Paths(features, out, reports, metrics, truth)))
+    paths = stage.Paths(features, out, reports, metrics, truth, model)
+    _guard(lambda: stage.run(_params(params), paths))
 
 
 @app.command()

@@ -174,8 +174,12 @@ class GradeParams(_Frozen):
 
 
 class SegmentParams(_Frozen):
-    """The value pyramid (docs/segments.md)."""
+    """The value pyramid and the behaviour segments within it (docs/segments.md)."""
 
+    value: Literal["risk_adjusted", "profit"] = "risk_adjusted"
+    tier_rule: Literal["value_share", "head_count"] = "value_share"
+    hysteresis: float = Field(default=0.1, ge=0, lt=1, description="share of a boundary")
+    confirm_periods: int = Field(default=3, ge=1)
     features: tuple[str, ...]
     heavy_tailed: tuple[str, ...]
     k_range: tuple[int, int]

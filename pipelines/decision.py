@@ -22,7 +22,7 @@ from pipelines.tracking import Tracker
 
 #: The registered name of the whole-decision pyfunc the score stage logs.
 DECISION_MODEL = "gridscore-decision"
-_SEGMENT_FILES = ("pipeline.skops", "tiers.json")
+_SEGMENT_FILES = ("pipeline.skops", "tiers.json", "latest_tiers.parquet")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def _segments(where: str, workdir: Path, tracker: Tracker) -> tuple[Path, str]:
     only = workdir / "segments"  # the pipeline and its tier map, without every row's tier
     only.mkdir(parents=True, exist_ok=True)
     for name in _SEGMENT_FILES:
-        shutil.copy2(folder / name, only / name)
+        if (folder / name).exists():  # latest_tiers.parquet: optional (the value rule alone)
+            shutil.copy2(folder / name, only / name)
     return only, version
 
 

@@ -100,6 +100,11 @@ def write_base(
         w.close()
     tc = pa.concat_tables(truth_customers).to_pandas()
     tc["true_value_tier"] = true_value_tiers(tc["expected_monthly_profit"])
+    # value net of the money the customer is expected never to pay (docs/generator.md)
+    tc["true_risk_adjusted_value"] = 12.0 * (
+        tc["expected_monthly_profit"] - tc["expected_monthly_loss"]
+    )
+    tc["true_risk_adjusted_tier"] = true_value_tiers(tc["true_risk_adjusted_value"])
     pq.write_table(
         pa.Table.from_pandas(tc, preserve_index=False), staging[truth] / "customers.parquet"
     )

@@ -138,37 +138,11 @@ def segmented(default_run, tmp_path_factory):
             out / "reports",
             out / "segments.json",
             root / "truth",
+            root / "model",
         ),
     )
     tiers = pq.read_table(out / "model" / "tiers.parquet").to_pandas(date_as_object=False)
     feats = pq.read_table(root / "features" / "features.parquet").to_pandas(date_as_object=False)
-    tiers["as_of"] = tiers["as_of"].astype(feats["as_of"].dtype)
-    return out, metrics, tiers.merge(feats, on=["customer_id", "as_of"]), p
-
-
-@pytest.fixture(scope="session")
-def default_segments(tmp_path_factory):
-    """The value pyramid of the project's default base (params.yaml as is, 20,000 customers):
-    generate -> validate -> features -> segment, tracking off. Its tests check the pyramid's
-    shape, which is a property of the base the project ships with, not of any smaller one
-    (issue 14 is about the pyramid on every data set)."""
-    import pyarrow.parquet as pq
-
-    from pipelines import features, generate, segment, validate
-
-    p = load_params(PROJECT / "params.yaml").without_tracking()
-    root = tmp_path_factory.mktemp("default_segments")
-    generate.run(p, generate.Paths(root / "raw", root / "truth"))
-    validate.run(
-        p, validate.Paths(root / "raw", root / "validated", root / "quarantine", root / "v.json")
-    )
-    features.run(p, features.Paths(root / "validated", root / "features", root / "f.json"))
-    f = root / "features" / "features.parquet"
-    out = root / "segments"
-    paths = segment.Paths(f, out / "model", out / "reports", out / "segments.json", root / "truth")
-    metrics = segment.run(p, paths)
-    tiers = pq.read_table(out / "model" / "tiers.parquet").to_pandas(date_as_object=False)
-    feats = pq.read_table(f).to_pandas(date_as_object=False)
     tiers["as_of"] = tiers["as_of"].astype(feats["as_of"].dtype)
     return out, metrics, tiers.merge(feats, on=["customer_id", "as_of"]), p
 

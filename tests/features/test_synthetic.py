@@ -205,6 +205,25 @@ def test_truth_tiers_cover_a_pyramid(base):
     assert profit["A"] / profit.sum() == pytest.approx(0.5, abs=0.1)
 
 
+def test_risk_adjusted_truth_charges_the_expected_unpaid_money(base):
+    from features.synthetic.generator import expected_monthly_loss
+
+    truth = base["truth"]
+    assert (truth["expected_monthly_loss"] >= 0).all()
+    value = 12 * (truth["expected_monthly_profit"] - truth["expected_monthly_loss"])
+    assert np.allclose(truth["true_risk_adjusted_value"], value)
+    # a riskier customer loses more of the same bill; the loss is a small part of the bill
+    bill = np.array([100.0, 100.0])
+    low, high = expected_monthly_loss(bill, np.array([0.002, 0.05]))
+    assert 0 < low < high < 5.0
+    # customers who were cut off for non-payment were, by their latent process, worth less
+    cut = truth["disconnected_for_nonpayment"]
+    share = truth["expected_monthly_loss"] / truth["expected_monthly_profit"].clip(lower=1e-9)
+    assert share[cut].median() > 1.5 * share[~cut].median()  # about twice, on this base
+    counts = truth["true_risk_adjusted_tier"].value_counts()
+    assert counts["A"] < counts["B"] < counts["C"] < counts["D"]
+
+
 def test_injected_defects_are_exactly_what_validation_quarantines(tmp_path, params):
     write_base(
         2000,

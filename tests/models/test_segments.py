@@ -7,25 +7,7 @@ import pandas as pd
 import pytest
 
 from models.policy import CreditPolicy, PolicyError, SecurityTerms, recommend
-from models.segments import SignedLog, abc_classes, cluster_tiers, make_pipeline, migration
-
-
-def test_cluster_tiers_follow_profit_shares_and_fill_every_tier():
-    # cluster 0 holds 90 % of the profit: A alone; B, C, D still get a cluster each.
-    profit = np.array([900.0, 50, 30, 15, 5])
-    cluster = np.array([0, 1, 2, 3, 4])
-    assert cluster_tiers(profit, cluster, (0.5, 0.8, 0.95)) == {
-        0: "A",
-        1: "B",
-        2: "C",
-        3: "D",
-        4: "D",
-    }
-    # ordered by mean profit per customer, not by total
-    profit = np.array([10.0] * 10 + [100.0, 100.0])
-    cluster = np.array([0] * 10 + [1, 1])
-    tiers = cluster_tiers(profit, cluster, (0.5, 0.8, 0.95))
-    assert tiers[1] == "A"
+from models.segments import SignedLog, abc_classes, make_pipeline, migration, segment_names
 
 
 def test_abc_pareto_classes():
@@ -43,9 +25,37 @@ def test_migration_counts_and_rates():
     assert rates.loc["C"].isna().all()  # nobody started in C
 
 
-def test_signed_log_handles_losses_and_missing():
+def test_signed_log_handles_losses_and_keeps_missing_missing():
     out = SignedLog([0]).fit_transform(np.array([[-np.e + 1, 5.0], [np.nan, 1.0]]))
-    np.testing.assert_allclose(out, [[-1.0, 5.0], [0.0, 1.0]])
+    np.testing.assert_allclose(out, [[-1.0, 5.0], [np.nan, 1.0]])
+
+
+def test_missing_behaviour_is_not_read_as_bad():
+    # customers with no bill due have no on-time share: imputed with the median, they fall
+    # with the typical payers, never with the late ones (a 0 would have made them "late")
+    rng = np.random.default_rng(1)
+    on_time = np.r_[rng.uniform(0.9, 1.0, 900), rng.uniform(0.0, 0.1, 300), [np.nan] * 100]
+    kwh = rng.lognormal(6, 0.3, len(on_time))
+    X = np.column_stack([kwh, on_time])
+    pipe = make_pipeline(["kwh_mean_12m", "on_time_share_12m"], ["kwh_mean_12m"], 2, 0).fit(X)
+    label = pipe.predict(X)
+    late, missing = label[900:1200], label[1200:]
+    assert np.bincount(missing).argmax() != np.bincount(late).argmax()
+
+
+def test_segments_are_named_by_their_profile():
+    frame = pd.DataFrame(
+        {
+            "kwh_mean_12m": [10.0, 11, 12, 500, 510, 520, 100, 101, 102],
+            "on_time_share_12m": [1.0, 1, 1, 0.1, 0.2, 0.1, 0.6, 0.7, 0.6],
+        }
+    )
+    names = segment_names(frame, np.repeat([0, 1, 2], 3), list(frame.columns))
+    assert names == {
+        0: "small consumer, pays on time",
+        1: "large consumer, pays late",
+        2: "typical",
+    }
 
 
 def test_pipeline_is_deterministic():

@@ -240,8 +240,8 @@ def test_model_or_feature_mismatch_is_a_clear_error_or_a_flag(
     )
     with pytest.raises(FeatureMismatchError, match="lacks the model's feature.*dpd"):
         model.decide(rows.drop(columns="dpd"))
-    with pytest.raises(FeatureMissing, match="segment model needs.*tenure_months"):
-        model.segmenter.assign(rows.drop(columns="tenure_months"))
+    with pytest.raises(FeatureMissing, match="segment model needs.*kwh_mean_12m"):
+        model.segmenter.assign(rows.drop(columns="kwh_mean_12m"))
     with pytest.raises(FeatureMismatchError, match="must be numeric"):
         model.decide(rows.assign(balance="a lot"))
     odd = rows.assign(region=np.where(np.arange(len(rows)) < 5, "atlantis", rows["region"]))
@@ -343,7 +343,7 @@ def test_scoring_with_models_from_the_registry(
     )  # fmt: skip
     seg_copy = tmp_path / "segments"
     seg_copy.mkdir()
-    for name in ("pipeline.skops", "tiers.json"):
+    for name in ("pipeline.skops", "tiers.json", "latest_tiers.parquet"):
         (seg_copy / name).write_bytes((seg / name).read_bytes())
     segment._log(tracker, params.segment, replace(seg_paths, out=seg_copy), segmented[1])
     assert tracker.read_note(model_dir)["version"] == "1"
