@@ -126,3 +126,13 @@ def test_migration_tables_add_up(segmented):
     assert summary["up"] + summary["down"] == len(latest_moves)
     assert set(latest_moves["direction"]) <= {"up", "down"}
     assert np.isfinite(latest_moves["margin_change"]).all()
+
+
+def test_tenure_does_not_split_the_behaviour_segments(segmented):
+    _, _, table, _ = segmented
+    latest = _latest(table)
+    tenure = latest["tenure_months"]
+    by = tenure.groupby(latest["cluster"])
+    between = ((by.mean() - tenure.mean()) ** 2 * by.size()).sum()
+    eta2 = between / ((tenure - tenure.mean()) ** 2).sum()
+    assert eta2 < 0.1  # the share of tenure's variance the segments explain (0.03 by default)
