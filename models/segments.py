@@ -108,7 +108,11 @@ def segment_names(frame: pd.DataFrame, segment: np.ndarray, columns: Sequence[st
             elif pd.notna(m) and m >= hi[c] and lo[c] < hi[c]:
                 words.append(high)
         names[int(k)] = ", ".join(words) or "typical"
-    return names
+    seen: dict[str, int] = {}
+    for k in sorted(names):  # two segments alike in these words: numbered, never merged
+        seen[names[k]] = seen.get(names[k], 0) + 1
+    twice = {n for n, c in seen.items() if c > 1}
+    return {k: (f"{n} ({k})" if n in twice else n) for k, n in names.items()}
 
 
 def abc_classes(profit: pd.Series, cutoffs: Sequence[float]) -> pd.Series:

@@ -371,7 +371,9 @@ def _migrations(table: pd.DataFrame, reports: Path) -> dict:
                 after_as_of=str(pd.Timestamp(after).date()),
             )
         )
-        both = by_date[before].join(by_date[after], how="inner", lsuffix="_from", rsuffix="")
+        both = by_date[before].merge(
+            by_date[after], left_index=True, right_index=True, suffixes=("_from", "")
+        )
         moved = both[both["tier_from"] != both["tier"]].reset_index()
         moved = moved.rename(columns={"tier_from": "from", "tier": "to"})
         moved["direction"] = np.where(moved["from"].map(rank) > moved["to"].map(rank), "up", "down")

@@ -23,9 +23,17 @@ BOUNDS = np.array([100.0, 50.0, 10.0])
 
 
 def test_margin_is_annualised_and_a_bad_payer_is_worth_less():
-    feats = pd.DataFrame({"profit_12m": [1200.0, 300.0, 0.0], "months_of_history": [30, 3, 0]})
+    feats = pd.DataFrame(
+        {
+            "profit_12m": [1200.0, 300.0, 0.0, 21.3],
+            "months_of_history": [30, 3, 0, 1],
+            "tenure_months": [30.0, 2.6, np.nan, 16.9],
+        }
+    )
     margin = expected_margin(feats)
-    assert margin.tolist() == [1200.0, 1200.0, 0.0]  # 3 months of 100 a month: 1,200 a year
+    # connected 3 months ago at 100 a month: 1,200 a year; a one-off buyer of 16 months
+    # ago is not annualised (its one bill is the whole year's profit)
+    assert margin.tolist() == [1200.0, 1200.0, 0.0, 21.3]
     # the same high-margin customer with a high PD is worth less than with a low PD
     loss = expected_credit_loss(np.array([0.01, 0.6]), np.array([5000.0, 5000.0]), 0.45)
     worth = value(np.array([1200.0, 1200.0]), loss)
