@@ -308,8 +308,21 @@ _DERIVED = {
 CURRENCY_ZH = {"CNY": "元", "RMB": "元"}
 
 
+#: Decimals a number is rounded to before it is said: two computations of one fact (the
+#: feature engine's, the statement's) may differ in the last bits, and a value on a rounding
+#: boundary (12.5 %) would then be said "12 %" by one and "13 %" by the other.
+SAID_DECIMALS = 9
+
+
+def _settle(value: object) -> object:
+    if isinstance(value, float | np.floating) and np.isfinite(value):
+        return round(float(value), SAID_DECIMALS)
+    return value
+
+
 def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
-    """The template filled with each row's values; ``None`` where a value is missing."""
+    """The template filled with each row's values (numbers settled to :data:`SAID_DECIMALS`
+    first); ``None`` where a value is missing."""
     names = _fields(template)
     if not names:
         return [template] * len(rows)
@@ -324,7 +337,8 @@ def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
     out: list[str | None] = []
     for values in zip(*columns, strict=True):
         try:
-            out.append(template.format(**dict(zip(names, values, strict=True))))
+            said = {n: _settle(v) for n, v in zip(names, values, strict=True)}
+            out.append(template.format(**said))
         except (ValueError, KeyError, TypeError):  # a value missing or not a number
             out.append(None)
     return out

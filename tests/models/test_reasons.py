@@ -90,3 +90,12 @@ def test_who_the_customer_is_is_context_for_the_officer_never_a_reason():
     assert reasons["text_zh"].iloc[0] == "近3个月月均用电量较去年同期下降39%"  # no double negative
     (context,) = officer_context(grouped, 0.05)
     assert context == "R09 customer_profile +0.90; R08 thin_margin_preferential_tariff +0.50"
+
+
+def test_a_value_on_a_rounding_boundary_is_said_the_same_from_either_computation():
+    grouped = pd.DataFrame({"R06": [0.5, 0.5]}).reindex(columns=list(BY_CODE), fill_value=0.0)
+    # -0.125 from one sum, -0.12500000000000003 from another: the same fact (unsettled, the
+    # second would be said "13%")
+    feats = pd.DataFrame({"kwh_yoy_change": [-0.125, -0.12500000000000003]})
+    texts = top_reasons(grouped, feats, n=1, min_contribution=0.05)["text_en"].tolist()
+    assert texts[0] == texts[1] and "12%" in texts[0]
