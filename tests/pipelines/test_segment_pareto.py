@@ -65,3 +65,15 @@ def test_a_pareto_base_with_one_off_buyers_gives_a_pyramid(tmp_path, rule):
     assert (tiers[best] == "A").all()  # the most profitable are the VIPs
     d = metrics["dynamics"]
     assert d["flip_flops"] < d["flip_flops_plain"]
+
+
+def test_risk_adjusted_value_without_an_arrears_model_is_a_clear_error(tmp_path):
+    from pipelines import segment
+    from tests.conftest import default_params
+
+    _pareto_purchases(tmp_path / "features.parquet", customers=200, snapshots=2)
+    paths = segment.Paths(tmp_path / "features.parquet", tmp_path / "out", tmp_path / "rep",
+                          tmp_path / "m.json", model=tmp_path / "nowhere")  # fmt: skip
+    with pytest.raises(segment.SegmentError, match="give --model.*or set segment.value: profit"):
+        segment.run(default_params(), paths)
+    assert not (tmp_path / "out").exists()  # nothing half-written
