@@ -1,9 +1,9 @@
 """The whole decision for a customer, from its features: tier, PD, grade, loss, reasons, action.
 
-One object bundles the value-segment pipeline (cluster -> tier), the arrears model (PD,
-grade, expected loss, SHAP reason codes) and the service/credit policy. It is the one
-decision path: the score stage, the explain stage, ``gridscore explain --customer``, the
-MLflow pyfunc and the Spark path all run :meth:`DecisionModel.decide` (or
+One object bundles the value pyramid (risk-adjusted value -> tier, behaviour segment), the
+arrears model (PD, grade, expected loss, SHAP reason codes) and the service/credit policy.
+It is the one decision path: the score stage, the explain stage, ``gridscore explain
+--customer``, the MLflow pyfunc and the Spark path all run :meth:`DecisionModel.decide` (or
 :meth:`DecisionModel.explain`, the same decision with its SHAP contributions) on a feature
 frame.
 """
