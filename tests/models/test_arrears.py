@@ -13,9 +13,6 @@ from models.arrears import ArrearsModel, BoosterParams, FeatureMismatchError, in
 from models.split import random_split
 from tests.conftest import COSTS
 
-# On the default pipeline's worker: it balances the suite's two pytest-xdist workers.
-pytestmark = pytest.mark.xdist_group("default_run")
-
 
 @pytest.fixture(scope="module")
 def table(small_base):
