@@ -132,7 +132,11 @@ def months_ago(periods: pd.Series, as_of: pd.Timestamp) -> np.ndarray:
 
 
 def facts(
-    bills: pd.DataFrame, payments: pd.DataFrame, as_of: pd.Timestamp, windows_back: int = 12
+    bills: pd.DataFrame,
+    payments: pd.DataFrame,
+    as_of: pd.Timestamp,
+    windows_back: int = 12,
+    st: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """What the records say of each customer at ``as_of``, as the reasons state it, recomputed
     from the statement (one row per customer with a bill issued by as_of).
@@ -141,9 +145,10 @@ def facts(
     ``late_bills_6m``, ``late30_bills_12m``, ``max_dpd_12m``, ``partial_bills_12m``,
     ``reversals_12m``, ``months_of_history``, ``kwh_yoy_change``, ``kwh_max_drop_12m``,
     ``late_bills_12m``, ``balance``, ``amount_mean_3m``, ``amount_mean_12m``), plus ``as_of``.
+    ``st``: the :func:`statement` at ``as_of``, when the caller has it already.
     """
     as_of = pd.Timestamp(as_of)
-    st = statement(bills, payments, as_of)
+    st = statement(bills, payments, as_of) if st is None else st
     index = pd.Index(st[KEY].unique(), name=KEY)
     out = pd.DataFrame(index=index)
     late = overdue(st, as_of)
@@ -159,7 +164,7 @@ def facts(
     worst = []
     for k in range(windows_back):
         day = as_of + pd.offsets.MonthEnd(-k) if k else as_of
-        then = overdue(statement(bills, payments, day), day)
+        then = overdue(st if k == 0 else statement(bills, payments, day), day)
         worst.append((day - then["due_date"]).dt.days.groupby(then[KEY]).max().reindex(index))
     out["max_dpd_12m"] = pd.concat(worst, axis=1).max(axis=1).fillna(0).astype(float)
     p = _days(payments, "paid_on")

@@ -68,12 +68,13 @@ def notices_for(
     ids = set(adverse["customer_id"])
     b = bills[bills["customer_id"].isin(ids)]
     p = payments[payments["customer_id"].isin(ids)]
-    found = facts(b, p, as_of)
+    st = statement(b, p, as_of)  # once: the facts and the evidence both read it
+    found = facts(b, p, as_of, st=st)
     currency = params.tariffs.currency
     security, notice = terms(params)
     problems.loc[adverse.index] = verify(adverse, found, top_n, currency, security)
     ok = adverse[problems.loc[adverse.index].isna()]
-    records = evidence(statement(b, p, as_of), p, b, as_of)
+    records = evidence(st, p, b, as_of)
     shown = {
         (code, lang): tables(records[code], currency, lang)
         for code in records

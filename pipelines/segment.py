@@ -221,11 +221,12 @@ def build_segments(paths: Paths, params: Params) -> dict:
     if len(oot):
         oot.to_csv(reports / "out_of_time.csv", index=False)
     moves = _migrations(table, reports)
+    plain_grid, held_grid = _grid(table, "tier_plain", dates), _grid(table, "tier", dates)
     dynamics = {
-        "moves_plain": val.moves(_grid(table, "tier_plain", dates)),
-        "moves": val.moves(_grid(table, "tier", dates)),
-        "flip_flops_plain": val.flip_flops(_grid(table, "tier_plain", dates)),
-        "flip_flops": val.flip_flops(_grid(table, "tier", dates)),
+        "moves_plain": val.moves(plain_grid),
+        "moves": val.moves(held_grid),
+        "flip_flops_plain": val.flip_flops(plain_grid),
+        "flip_flops": val.flip_flops(held_grid),
         "same_tier_as_plain": float((table["tier"] == table["tier_plain"]).mean()),
     }
     save(pyramid(prof), reports / "pyramid.png")
