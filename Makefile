@@ -26,7 +26,7 @@ repro: install
 	$(BIN)/dvc repro
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n 3 --dist loadgroup --durations=15
 
 lint: install
 	$(BIN)/ruff check features models pipelines tests benchmarks examples

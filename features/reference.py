@@ -150,7 +150,11 @@ def _payment(out, bills, payments, as_of) -> None:
     out["months_since_late"] = (
         as_of - late.groupby(KEY)["due_date"].max()
     ).dt.days / DAYS_PER_MONTH
+    dpd_at = {}  # month ends back -> each customer's DPD then (the windows share month ends)
     for w in PAYMENT_WINDOWS:
+        for k in range(w):
+            if k not in dpd_at:
+                dpd_at[k] = ledger_at(bills, payments, month_end(as_of, k))["dpd"]
         lo = month_end(as_of, w)
         b = bills[(bills["due_date"] > lo) & (bills["due_date"] <= as_of)]
         days = late_days[b.index]
@@ -161,9 +165,7 @@ def _payment(out, bills, payments, as_of) -> None:
         out[f"late_bills_{w}m"] = (days > 0).groupby(b[KEY]).sum()
         out[f"late30_bills_{w}m"] = (days > 30).groupby(b[KEY]).sum()
         out[f"late60_bills_{w}m"] = (days > 60).groupby(b[KEY]).sum()
-        worst = pd.concat(
-            [ledger_at(bills, payments, month_end(as_of, k))["dpd"] for k in range(w)], axis=1
-        )
+        worst = pd.concat([dpd_at[k] for k in range(w)], axis=1)
         out[f"max_dpd_{w}m"] = worst.max(axis=1)
         money = g["amount"].sum()
         out[f"on_time_share_{w}m"] = (on_time.groupby(b[KEY]).sum() / money).where(money > TOL)

@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import textwrap
 from pathlib import Path
 
-import pytest
+#: pytest-xdist runs the suite on workers that share the machine's cores (`make test`: 3 on
+#: 2 cores, as the server, Spark and dvc tests wait on other processes); each worker's OpenMP
+#: (LightGBM, scikit-learn), numba and DuckDB get its share of the cores, at least one, so
+#: workers do not oversubscribe them. Set before anything loads them.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+if WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, str(THREADS))
 
-from pipelines.config import Params, load_params
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from pipelines.config import Params, load_params  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _params_file() -> Path:
+    """The project's params.yaml with ``features.threads`` and ``train.threads`` set to this
+    worker's share of the cores (what the tests run; tests of params.yaml itself read it)."""
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["features"]["threads"] = min(raw["features"]["threads"], THREADS)
+    raw["train"]["threads"] = min(raw["train"]["threads"], THREADS)
+    folder = Path(tempfile.mkdtemp(prefix="gridscore-params-"))
+    atexit.register(shutil.rmtree, folder, True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return folder / "params.yaml"
+
+
+#: The params the tests run with (see :func:`_params_file`).
+PARAMS = _params_file()
 #: The default pipeline's tests run the project's params.yaml on a base of this many
 #: customers instead of generate.customers (20,000): the quality bars they check hold there
 #: too (AUC above the scorecard, within 0.03 of the oracle, ECE below 0.02, grades' realised
@@ -73,7 +104,7 @@ def tiny_raw(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def params() -> Params:
-    return load_params(PROJECT / "params.yaml")
+    return load_params(PARAMS)
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +117,37 @@ def small_base(tmp_path_factory, params: Params) -> Path:
     return root
 
 
+def first_customers(validated: Path, quarantine: Path, n: int, out: Path) -> tuple[Path, Path]:
+    """The first ``n`` customers (in id order) of a validated folder with their bills and
+    payments, and the quarantined rows that are theirs or no validated customer's (the rows
+    tied to customers by id slips): ``(out/validated, out/quarantine)``. For the tests that
+    re-run scoring to compare two runs: a slice of the base proves the same thing faster."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    everyone = pq.read_table(validated / "customers.parquet", columns=["customer_id"])
+    ids = pa.array(sorted(everyone["customer_id"].to_pylist())[:n])
+    dst, held = out / "validated", out / "quarantine"
+    dst.mkdir(parents=True)
+    held.mkdir(parents=True)
+    for table in ("customers", "bills", "payments"):
+        t = pq.read_table(validated / f"{table}.parquet")
+        pq.write_table(t.filter(pc.is_in(t["customer_id"], ids)), dst / f"{table}.parquet")
+    for path in quarantine.glob("*.parquet"):
+        q = pq.read_table(path)
+        if "customer_id" not in q.column_names:
+            pq.write_table(q, held / path.name)
+            continue
+        cid = q["customer_id"]
+        keep = pc.or_kleene(pc.is_in(cid, ids), pc.invert(pc.is_in(cid, everyone["customer_id"])))
+        pq.write_table(q.filter(pc.fill_null(keep, True)), held / path.name)
+    return dst, held
+
+
 def default_params() -> Params:
     """The project's params.yaml, tracking off, on the tests' base size."""
-    p = load_params(PROJECT / "params.yaml").without_tracking()
+    p = load_params(PARAMS).without_tracking()
     return p.override("generate", customers=DEFAULT_RUN_CUSTOMERS)
 
 
@@ -208,7 +267,7 @@ def scored(default_run, segmented, tmp_path_factory):
                 "--segments-model",
                 str(seg_out / "model"),
                 "--params",
-                str(PROJECT / "params.yaml"),
+                str(PARAMS),
             ],
         )
     assert result.exit_code == 0, result.output

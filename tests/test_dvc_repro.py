@@ -13,7 +13,7 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, THREADS
 from tests.test_dependencies import closure
 
 
@@ -49,6 +49,7 @@ def test_dvc_repro_runs_every_stage(tmp_path):
     # MLflow logging of every stage is tested in process (tests/pipelines); here it would only
     # add a store connection to each of the eight stage processes.
     params["tracking"]["enabled"] = False
+    params["features"]["threads"] = params["train"]["threads"] = THREADS  # the worker's cores
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

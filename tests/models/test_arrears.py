@@ -11,7 +11,7 @@ from features.catalog import BY_NAME
 from features.engine import build_features, build_labels, month_ends
 from models.arrears import ArrearsModel, BoosterParams, FeatureMismatchError, infer_spec, to_matrix
 from models.split import random_split
-from tests.conftest import COSTS
+from tests.conftest import COSTS, PARAMS, THREADS
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,12 @@ def _fit(table, seed=1, monotone=True):
     X, y = to_matrix(table, spec), table["in_arrears"].to_numpy()
     tr, va = (roles == "train").to_numpy(), (roles == "valid").to_numpy()
     params = BoosterParams(
-        num_leaves=15, n_estimators=300, early_stopping_rounds=30, min_child_samples=50, seed=seed
+        num_leaves=15,
+        n_estimators=300,
+        early_stopping_rounds=30,
+        min_child_samples=50,
+        seed=seed,
+        threads=THREADS,
     )
     return ArrearsModel(params, "isotonic", monotone).fit(X[tr], y[tr], X[va], y[va], spec), X
 
@@ -97,11 +102,10 @@ def test_bring_your_own_feature_table(table, tmp_path):
     """A table with the target inside and a feature of the utility's own trains as it is."""
     from pipelines.config import load_params
     from pipelines.train import train_model
-    from tests.conftest import PROJECT
 
     own = table.assign(tamper_alarms=(table["dpd"] > 0).astype(int) * 2, meter_brand="acme")
     own.to_parquet(tmp_path / "mine.parquet", index=False)
-    p = load_params(PROJECT / "params.yaml")
+    p = load_params(PARAMS)
     params = p.train.model_copy(
         update={
             "split": p.train.split.model_copy(update={"kind": "random"}),

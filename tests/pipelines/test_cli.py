@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from tests.conftest import PROJECT
+from tests.conftest import PARAMS, PROJECT
 
 runner = CliRunner()
 
@@ -35,7 +35,7 @@ def _validate_args(raw: Path, root: Path) -> list[str]:
         "--summary",
         str(root / "validation.json"),
         "--params",
-        str(PROJECT / "params.yaml"),
+        str(PARAMS),
     ]
 
 
@@ -53,7 +53,7 @@ def test_generate_then_validate_logs_to_mlflow(tmp_path, tracking):
             "--seed",
             "11",
             "--params",
-            str(PROJECT / "params.yaml"),
+            str(PARAMS),
         ],
     )
     assert gen.exit_code == 0, gen.output
@@ -112,7 +112,7 @@ def test_a_user_error_is_one_line_and_a_bug_is_a_traceback(tmp_path, monkeypatch
     from pipelines import features
 
     args = ["features", "--validated", str(tmp_path / "nowhere"), "--out", str(tmp_path / "f")]
-    args += ["--summary", str(tmp_path / "f.json"), "--params", str(PROJECT / "params.yaml")]
+    args += ["--summary", str(tmp_path / "f.json"), "--params", str(PARAMS)]
     res = runner.invoke(app, args)
     assert res.exit_code == 2
     lines = [line for line in res.output.splitlines() if line.strip()]
@@ -138,7 +138,7 @@ def test_bad_override_exit_2(tmp_path):
             "--months",
             "0",
             "--params",
-            str(PROJECT / "params.yaml"),
+            str(PARAMS),
         ],
     )
     assert res.exit_code == 2

@@ -17,7 +17,7 @@ from models.reasons import CATALOG_VERSION, CAUSES
 from pipelines import decision
 from pipelines.cli import app
 from pipelines.explain import NotFound, explain_customer, render
-from tests.conftest import PROJECT
+from tests.conftest import PARAMS
 
 # The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("default_run")
@@ -179,7 +179,7 @@ def test_cli_prints_the_decision_writes_a_waterfall_and_fails_clearly(explained,
         "--segments",
         str(paths["segments"]),
         "--params",
-        str(PROJECT / "params.yaml"),
+        str(PARAMS),
     ]
     chart = tmp_path / "w.png"
     runner = CliRunner()

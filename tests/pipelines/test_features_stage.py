@@ -11,12 +11,12 @@ import pytest
 from features.catalog import COMPUTED, STATIC
 from pipelines.config import load_params
 from pipelines.features import FEATURE_SCHEMA, LABEL_SCHEMA, Paths, run
-from tests.conftest import PROJECT
+from tests.conftest import PARAMS
 
 
 @pytest.fixture(scope="module")
 def stage_params():
-    p = load_params(PROJECT / "params.yaml")
+    p = load_params(PARAMS)
     snaps = p.features.snapshots.model_copy(
         update={
             "first": None,

@@ -25,7 +25,7 @@ from models.decision import FeatureMissing
 from pipelines import decision, score, streaming
 from pipelines.cli import app
 from pipelines.config import load_params
-from tests.conftest import PROJECT
+from tests.conftest import PARAMS, PROJECT, first_customers
 
 # The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("default_run")
@@ -35,7 +35,7 @@ AS_OF = "2026-01-31"  # the default: the last month end the data covers
 
 def _params(tmp: Path, **score_params) -> Path:
     """A params file like the project's, tracking off, with score settings changed."""
-    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw = yaml.safe_load(PARAMS.read_text())
     raw["score"].update(score_params)
     raw["tracking"]["enabled"] = False
     path = tmp / "params.yaml"
@@ -95,40 +95,47 @@ def test_short_history_is_scored_and_flagged_never_dropped(scored, params):
     assert scores.loc[short, "grade"].notna().all()
 
 
-def test_partition_size_does_not_change_the_output(default_run, segmented, tmp_path, params):
+@pytest.fixture(scope="module")
+def base_slice(default_run, segmented, params, tmp_path_factory):
+    """The default base's first 2,500 customers, scored in one partition: what the tests that
+    score again (other partitions, shuffled inputs, a killed run) must give back.
+    ``(validated, quarantine, model, scores)``."""
     root, _, _ = default_run
-    model = decision.load(root / "model", segmented[0] / "model", params, tmp_path / "m").model
-    outs = []
-    for size in (20000, 1501):
-        p = params.override("score", partition_customers=size, as_of=AS_OF)
-        rec = score.score_base(
-            root / "validated", tmp_path / str(size), p, model, root / "quarantine", progress=False
-        )
-        assert rec["partitions"] == -(-rec["customers_in"] // size)
-        outs.append(score.read_scores(tmp_path / str(size)).sort_values("customer_id"))
-    pd.testing.assert_frame_equal(outs[0].reset_index(drop=True), outs[1].reset_index(drop=True))
+    tmp = tmp_path_factory.mktemp("slice")
+    validated, quarantine = first_customers(root / "validated", root / "quarantine", 2500, tmp)
+    model = decision.load(root / "model", segmented[0] / "model", params, tmp / "m").model
+    p = params.override("score", partition_customers=20000, as_of=AS_OF)
+    rec = score.score_base(validated, tmp / "scores", p, model, quarantine, progress=False)
+    assert rec["partitions"] == 1 and rec["customers_in"] == 2500
+    return validated, quarantine, model, score.read_scores(tmp / "scores")
 
 
-def test_inputs_out_of_customer_order_give_the_same_scores(
-    scored, default_run, segmented, tmp_path, params
-):
+def test_partition_size_does_not_change_the_output(base_slice, tmp_path, params):
+    validated, quarantine, model, want = base_slice
+    p = params.override("score", partition_customers=701, as_of=AS_OF)
+    rec = score.score_base(validated, tmp_path / "out", p, model, quarantine, progress=False)
+    assert rec["partitions"] == 4  # 2,500 customers, 701 a partition
+    got = score.read_scores(tmp_path / "out")
+    pd.testing.assert_frame_equal(
+        got.sort_values("customer_id", ignore_index=True),
+        want.sort_values("customer_id", ignore_index=True),
+    )
+
+
+def test_inputs_out_of_customer_order_give_the_same_scores(base_slice, tmp_path, params):
     import pyarrow.parquet as pq
 
-    _, _, want = scored
-    root, _, _ = default_run
+    validated, quarantine, model, want = base_slice
     shuffled = tmp_path / "validated"
     shuffled.mkdir()
     rng = np.random.default_rng(3)
     for table in ("customers", "bills", "payments"):
-        t = pq.read_table(root / "validated" / f"{table}.parquet")
+        t = pq.read_table(validated / f"{table}.parquet")
         pq.write_table(t.take(rng.permutation(t.num_rows)), shuffled / f"{table}.parquet")
-    model = decision.load(root / "model", segmented[0] / "model", params, tmp_path / "m").model
-    p = params.override("score", partition_customers=2000, as_of=AS_OF)
-    rec = score.score_base(
-        shuffled, tmp_path / "out", p, model, root / "quarantine", progress=False
-    )
+    p = params.override("score", partition_customers=1000, as_of=AS_OF)
+    rec = score.score_base(shuffled, tmp_path / "out", p, model, quarantine, progress=False)
     got = score.read_scores(tmp_path / "out")
-    assert rec["partitions"] == -(-rec["customers_in"] // 2000) > 1
+    assert rec["partitions"] == 3
     assert got["customer_id"].is_monotonic_increasing
     pd.testing.assert_frame_equal(got, want)
 
@@ -153,14 +160,19 @@ def test_a_raw_folder_is_validated_then_scored(default_run, segmented, tiny_raw,
     assert bad.exit_code == 2 and "bills.csv" in bad.output and "kwh" in bad.output
 
 
-def _cli(params_path: Path, root: Path, seg: Path, out: Path, *extra: str) -> list[str]:
+def _cli(
+    params_path: Path, root: Path, seg: Path, out: Path, *extra: str, inputs=None
+) -> list[str]:
+    """``gridscore score`` on the default run's models; ``inputs``: (validated, quarantine)
+    folders, the default run's if None."""
+    validated, quarantine = inputs or (root / "validated", root / "quarantine")
     return [
         str(Path(sys.executable).parent / "gridscore"),
         "score",
         "--validated",
-        str(root / "validated"),
+        str(validated),
         "--quarantine",
-        str(root / "quarantine"),
+        str(quarantine),
         "--out",
         str(out),
         "--as-of",
@@ -194,13 +206,14 @@ app()
 
 
 def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
-    default_run, segmented, scored, tmp_path
+    default_run, segmented, base_slice, tmp_path
 ):
     root, _, _ = default_run
     seg = segmented[0] / "model"
-    params_path = _params(tmp_path, partition_customers=1000)
+    inputs = base_slice[:2]
+    params_path = _params(tmp_path, partition_customers=500)
     out = tmp_path / "scores"
-    args = _cli(params_path, root, seg, out)[1:]
+    args = _cli(params_path, root, seg, out, inputs=inputs)[1:]
     killed = subprocess.run([sys.executable, "-c", _KILLED_AT_PART_4, *args], capture_output=True)
     assert killed.returncode == -signal.SIGKILL
     done = sorted(out.glob("part-*.parquet"))
@@ -209,13 +222,13 @@ def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
     with pytest.raises(score.ScoreError, match="did not finish"):
         score.read_scores(out)
     done[0].write_bytes(done[0].read_bytes()[:100])  # a damaged partition is redone, not kept
-    again = CliRunner().invoke(app, _cli(params_path, root, seg, out)[1:])
+    again = CliRunner().invoke(app, _cli(params_path, root, seg, out, inputs=inputs)[1:])
     assert again.exit_code == 0, again.output
     rec = json.loads((out / score.RECONCILIATION).read_text())
-    assert rec["partitions"] == -(-rec["customers_in"] // 1000) and rec["partitions_resumed"] == 2
+    assert rec["partitions"] == 5 and rec["partitions_resumed"] == 2
     resumed = score.read_scores(out)
     assert resumed["customer_id"].is_unique and len(resumed) == rec["scored"]
-    never_stopped = scored[2].sort_values("customer_id", ignore_index=True)
+    never_stopped = base_slice[3].sort_values("customer_id", ignore_index=True)
     pd.testing.assert_frame_equal(
         resumed.sort_values("customer_id", ignore_index=True), never_stopped
     )
@@ -223,7 +236,7 @@ def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
     # a different run into the same folder is refused, unless asked to overwrite
     (tmp_path / "other").mkdir()
     other_params = _params(tmp_path / "other", partition_customers=999)
-    other = CliRunner().invoke(app, _cli(other_params, root, seg, out)[1:])
+    other = CliRunner().invoke(app, _cli(other_params, root, seg, out, inputs=inputs)[1:])
     assert other.exit_code == 2 and "holds a scoring run with other" in other.output
 
 
