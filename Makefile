@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,spark]'
+	$(BIN)/python -m pipelines.warm
 	touch $(STAMP)
 
 install: $(STAMP)

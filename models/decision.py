@@ -70,6 +70,8 @@ class DecisionConfig:
     security: Mapping[str, float] = field(default_factory=dict)  # SecurityTerms' fields
     currency: str = "CNY"
     account_manager_tiers: tuple[str, ...] = ("A", "B")
+    #: segment trait -> {"en": service added, "zh": the same in Chinese}
+    segment_service: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def policy(self) -> CreditPolicy:
         return CreditPolicy(
@@ -77,6 +79,7 @@ class DecisionConfig:
             self.credit_action,
             SecurityTerms(**self.security),
             self.account_manager_tiers,
+            {trait: text["en"] for trait, text in self.segment_service.items()},
         )
 
     def to_json(self) -> str:
@@ -240,7 +243,13 @@ class DecisionModel:
         lapse = policy.security.reminder_first(
             _number(feats, "late_bills_12m"), _number(feats, "max_dpd_12m")
         )
-        action = recommend(out["tier"], out["grade"], policy, bill, gaps["quarantined_rows"], lapse)
+        segment = None
+        if self.segmenter is not None:
+            names = self.segmenter.names
+            segment = pd.Series([names.get(int(k)) for k in cluster], dtype=object)
+        action = recommend(
+            out["tier"], out["grade"], policy, bill, gaps["quarantined_rows"], lapse, segment
+        )
         out["service_level"] = action["service_level"].to_numpy()
         out["credit_action"] = action["credit_action"].to_numpy()
         out["security_amount"] = action["security_amount"].to_numpy()

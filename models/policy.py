@@ -97,6 +97,32 @@ class CreditPolicy:
     credit_action: Mapping[str, str]  # grade -> none | payment_reminder | security
     security: SecurityTerms = field(default_factory=SecurityTerms)
     account_manager_tiers: Sequence[str] = ("A", "B")
+    segment_service: Mapping[str, str] = field(default_factory=dict)  # trait -> service added
+
+
+def service_levels(
+    tier: pd.Series,
+    segment: pd.Series | None,
+    service: Mapping[str, str],
+    segment_service: Mapping[str, str],
+) -> np.ndarray:
+    """Each row's service: its tier's (``service``), then the service ``segment_service``
+    adds for each trait of its behaviour segment's name (``models.segments.traits``), in the
+    order the name says them, joined by "; ". No tier, no service (None)."""
+    from models.segments import traits
+
+    base = tier.map(dict(service)).to_numpy(dtype=object)
+    base[pd.isna(base)] = None
+    if segment is None or not segment_service:
+        return base
+    added = {}
+    for name in pd.unique(segment.dropna()):
+        added[name] = [segment_service[t] for t in traits(name) if t in segment_service]
+    out = base.copy()
+    for i, (level, name) in enumerate(zip(base, segment.to_numpy(dtype=object), strict=True)):
+        if level is not None and added.get(name):
+            out[i] = "; ".join([level, *added[name]])
+    return out
 
 
 def recommend(
@@ -106,11 +132,13 @@ def recommend(
     monthly_bill: np.ndarray | None = None,
     quarantined_rows: np.ndarray | None = None,
     reminder_first: np.ndarray | None = None,
+    segment: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Service level, credit action and security amount, row by row.
 
     Returns:
-        ``service_level`` (by tier), ``credit_action`` (one of :data:`ACTION_TEXT`),
+        ``service_level`` (by tier, with what the behaviour ``segment``'s traits add:
+        :func:`service_levels`), ``credit_action`` (one of :data:`ACTION_TEXT`),
         ``security_amount`` (the deposit or guarantee asked; for an account manager's
         review, the amount the policy would ask; NaN otherwise).
         ``reminder_first`` (bool): security was due by the grade, a reminder comes first.
@@ -143,7 +171,7 @@ def recommend(
     asked = secure & ~incomplete
     return pd.DataFrame(
         {
-            "service_level": tier.map(dict(policy.service)).to_numpy(),
+            "service_level": service_levels(tier, segment, policy.service, policy.segment_service),
             "credit_action": action,
             "security_amount": np.where(asked, amount, np.nan),
             "reminder_first": lapse & ~incomplete,

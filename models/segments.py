@@ -11,6 +11,7 @@ feature table, calls these, and writes and logs the results.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -89,6 +90,19 @@ _WORDS = {
     "seasonality_ratio_12m": ("steady through the year", "seasonal"),
     "on_time_share_12m": ("pays late", "pays on time"),
 }
+
+
+#: The words a segment name is made of for the default features (``typical``: none apply).
+TRAITS = (*(word for pair in _WORDS.values() for word in pair), "typical")
+
+
+def traits(name: str | None) -> list[str]:
+    """The traits a segment name is made of: ``"large consumer, pays late (3)"`` ->
+    ``["large consumer", "pays late"]`` (the number that tells two alike segments apart is
+    not a trait); none for no name."""
+    if not name:
+        return []
+    return [w.strip() for w in re.sub(r" \(\d+\)$", "", name).split(",") if w.strip()]
 
 
 def segment_names(frame: pd.DataFrame, segment: np.ndarray, columns: Sequence[str]) -> dict:

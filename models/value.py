@@ -205,23 +205,51 @@ def moves(tiers: np.ndarray) -> int:
 
 
 def oot_validation(
-    score: np.ndarray, realised: np.ndarray, tiers: np.ndarray
+    score: np.ndarray,
+    realised: np.ndarray,
+    tiers: np.ndarray,
+    counts: tuple[int, int] | None = None,
 ) -> dict[str, float | dict[str, float]]:
     """How well a value score at T ranks the value realised over (T, T + 12 months].
 
-    Returns the Spearman correlation, the share of realised positive value held by tier A
-    and by A + B, and each tier's lift (its mean realised value over the base's)."""
+    The realised value is net: what a customer brought minus what it left unpaid, so a
+    customer that cost money counts against the tier that holds it.
+
+    Args:
+        score: The value score at T.
+        realised: The value realised over the next 12 months.
+        tiers: The tiers the score's rule gives at T.
+        counts: Head counts (A, A + B) at which to compare scores like for like: the
+            share of the realised value held by the ``counts`` customers the score ranks
+            highest. A rule such as value shares gives every score its own head counts, and a
+            tier that holds more customers holds more value; at equal head counts only the
+            ranking differs. None: the head counts of ``tiers``.
+
+    Returns:
+        ``spearman``; ``share_a`` and ``share_ab``, the share of the base's realised value
+        held by tier A and by A + B; ``share_a_same_count`` and ``share_ab_same_count``, the
+        same at the head counts ``counts``; ``share_ab_positive``, A + B's share of the
+        realised value with losses left out (what a profit ranking aims at); ``lift`` per
+        tier (its mean realised value over the base's).
+    """
     from scipy.stats import spearmanr
 
     r = np.asarray(realised, float)
     t = pd.Series(np.asarray(tiers, dtype=object))
+    a, ab = (t == "A").to_numpy(), t.isin(["A", "B"]).to_numpy()
+    n_a, n_ab = counts if counts is not None else (int(a.sum()), int(ab.sum()))
+    total = r.sum()
+    share = (lambda x: float(x / total)) if total > 0 else (lambda x: float("nan"))
+    top = r[np.argsort(-np.asarray(score, float), kind="stable")]
     pos = np.clip(r, 0.0, None)
-    total = max(pos.sum(), 1e-12)
     mean = r.mean() if len(r) else np.nan
     lift = pd.Series(r).groupby(t).mean() / mean if mean else pd.Series(dtype=float)
     return {
         "spearman": float(spearmanr(score, r).statistic),
-        "share_a": float(pos[(t == "A").to_numpy()].sum() / total),
-        "share_ab": float(pos[t.isin(["A", "B"]).to_numpy()].sum() / total),
+        "share_a": share(r[a].sum()),
+        "share_ab": share(r[ab].sum()),
+        "share_a_same_count": share(top[:n_a].sum()),
+        "share_ab_same_count": share(top[:n_ab].sum()),
+        "share_ab_positive": float(pos[ab].sum() / max(pos.sum(), 1e-12)),
         "lift": {k: float(lift.get(k, np.nan)) for k in TIERS},
     }

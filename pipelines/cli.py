@@ -220,7 +220,7 @@ def explain(
         p = _params(params, "explain", as_of=as_of)
         if customer is not None:
             d = stage.explain_customer(features, model, segments, customer, p, as_of, ledger)
-            typer.echo(stage.render(d, lang, p.tariffs.currency, dict(p.policy.service_zh)))
+            typer.echo(stage.render(d, lang, p.tariffs.currency))
             name = f"waterfall_{customer}_{d['as_of'].date()}_{lang}.png"
             path = chart or Path("reports") / name
             typer.echo(f"waterfall chart: {stage.waterfall_chart(d, path, lang=lang)}")

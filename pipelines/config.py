@@ -229,12 +229,30 @@ class NoticeParams(_Frozen):
     reply_days: int = Field(default=15, gt=0, description="days the customer has to reply")
 
 
+class SegmentServiceParams(_Frozen):
+    """A service added for a behaviour-segment trait, in English and Chinese."""
+
+    en: str = Field(min_length=1)
+    zh: str = Field(min_length=1)
+
+
 class PolicyParams(_Frozen):
-    """Service per tier; credit action per grade (none, payment_reminder or security), how
-    security is sized, and the tiers whose adverse grades go to the account manager."""
+    """Service per tier (and what a behaviour segment's traits add to it); credit action per
+    grade (none, payment_reminder or security), how security is sized, and the tiers whose
+    adverse grades go to the account manager."""
 
     service: dict[Literal["A", "B", "C", "D"], str]
     service_zh: dict[Literal["A", "B", "C", "D"], str] = {}  # the same, in Chinese
+    #: trait of a segment's name (models.segments: "pays late", "seasonal", ...) -> service
+    segment_service: dict[str, SegmentServiceParams] = {}
+
+    @model_validator(mode="after")
+    def _traits(self) -> PolicyParams:
+        odd = [t for t in self.segment_service if not t.strip() or "," in t]
+        if odd:
+            raise ValueError(f"segment_service keys are single traits (no comma): {odd}")
+        return self
+
     credit_action: dict[str, Literal["none", "payment_reminder", "security"]]
     security: SecurityParams = SecurityParams()
     account_manager_tiers: tuple[Literal["A", "B", "C", "D"], ...] = ("A", "B")

@@ -33,7 +33,7 @@ from models import plots
 from models.arrears import ArrearsModel, to_matrix
 from models.decision import NO_TIER, DecisionModel
 from models.explain import Explained, waterfall_steps
-from models.policy import ACTION_TEXT
+from models.policy import ACTION_TEXT, service_levels
 from models.reasons import BY_CODE, CATALOG_VERSION, CAUSES, CURRENCY_ZH, cause_of
 from pipelines import decision
 from pipelines.config import Params
@@ -311,16 +311,27 @@ def explain_customer(
         model = _model(params, model_dir, segments, Path(workdir))
     keys, x = _decide(_with_ledger(row, ledger), model)
     keys = keys.iloc[0]
+    cluster = None if pd.isna(keys["cluster"]) else int(keys["cluster"])
+    segment = model.segmenter.names.get(cluster) if model.segmenter is not None else None
+    tier = pd.Series([None if pd.isna(keys["tier"]) else str(keys["tier"])], dtype=object)
+    service_zh = service_levels(
+        tier,
+        pd.Series([segment], dtype=object),
+        params.policy.service_zh,
+        {t: s.zh for t, s in params.policy.segment_service.items()},
+    )[0]
     return {
         "customer_id": customer,
         "as_of": day,
         "tier": None if pd.isna(keys["tier"]) else str(keys["tier"]),
-        "cluster": None if pd.isna(keys["cluster"]) else int(keys["cluster"]),
+        "cluster": cluster,
+        "segment": segment,
         "pd": float(keys["pd"]),
         "grade": keys["grade"],
         "exposure": float(keys["exposure"]),
         "expected_loss": float(keys["expected_loss"]),
         "service_level": None if pd.isna(keys["service_level"]) else keys["service_level"],
+        "service_level_zh": None if pd.isna(service_zh) else service_zh,
         "credit_action": keys["credit_action"],
         "flags": None if pd.isna(keys["flags"]) else keys["flags"],
         "security_amount": None
@@ -377,10 +388,11 @@ LABELS = {
 }
 
 
-def render(d: dict, lang: str = "en", currency: str = "CNY", service_zh: dict | None = None) -> str:
-    """The explanation as text a credit officer can read out, in English or Chinese (with
-    ``service_zh``, params ``policy.service_zh``, the tier's service in Chinese): in Chinese,
-    nothing but identifiers (customer id, grade, tier, codes, file names) is in English."""
+def render(d: dict, lang: str = "en", currency: str = "CNY") -> str:
+    """The explanation as text a credit officer can read out, in English or Chinese (the
+    service in Chinese is ``service_level_zh``, from params ``policy.service_zh`` and
+    ``segment_service``): in Chinese, nothing but identifiers (customer id, grade, tier,
+    codes, file names) and a segment's name is in English."""
     if lang not in LABELS:
         raise GridscoreError(f"--lang must be one of {sorted(LABELS)}, not {lang!r}")
     t = LABELS[lang]
@@ -389,7 +401,9 @@ def render(d: dict, lang: str = "en", currency: str = "CNY", service_zh: dict | 
     lines = [
         f"{t['customer']} {d['customer_id']}  ({t['as_of']} {d['as_of'].date()})",
         f"  {t['tier']}: {tier}"
-        + (f"  ({t['cluster']} {d['cluster']})" if d["cluster"] is not None else ""),
+        + (f"  ({t['cluster']} {d['cluster']}" if d["cluster"] is not None else "")
+        + (f": {d['segment']}" if d["cluster"] is not None and d.get("segment") else "")
+        + (")" if d["cluster"] is not None else ""),
         f"  {t['pd']}: {d['pd']:.2%}",
         f"  {t['grade']}: {d['grade']}",
         f"  {t['el']}: {d['expected_loss']:,.2f}{unit}  "
@@ -398,8 +412,8 @@ def render(d: dict, lang: str = "en", currency: str = "CNY", service_zh: dict | 
     ]
     if d["service_level"] is not None:
         service = d["service_level"]
-        if lang == "zh" and service_zh and d["tier"] in service_zh:
-            service = service_zh[d["tier"]]
+        if lang == "zh" and d.get("service_level_zh"):
+            service = d["service_level_zh"]
         lines.append(f"  {t['service']}: {service}")
     en, zh = ACTION_TEXT.get(d["credit_action"], (d["credit_action"],) * 2)
     action = zh if lang == "zh" else en

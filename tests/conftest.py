@@ -84,6 +84,18 @@ P7,C3,2024-04-30,728.00
 """
 
 
+def pytest_configure(config) -> None:
+    """Compile the feature kernel once, before pytest-xdist starts its workers
+    (``pipelines.warm``; ``make install`` has done it, and then this loads the cache): every
+    worker, and the dvc repro copy, which copies the cache, load it instead of compiling it
+    again, about 17 s each."""
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    from pipelines.warm import compile_kernel
+
+    compile_kernel(load_params(PARAMS))
+
+
 def write_tiny_base(folder: Path) -> Path:
     """Write the tiny hand-checked raw base as CSV into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)

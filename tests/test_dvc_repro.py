@@ -25,9 +25,13 @@ def _project_files() -> list[str]:
         capture_output=True,
         text=True,
     ).stdout.split()
-    return [
+    files = [
         f for f in out if (PROJECT / f).is_file() and not f.startswith(("metrics/", "dvc.lock"))
     ]
+    # numba's cache of the feature kernel (conftest compiles it first): the copy's stages load
+    # it as this checkout's do (it keys on kernel.py's time and size, which copy2 keeps)
+    cache = sorted((PROJECT / "features" / "__pycache__").glob("kernel.*.nb[ic]"))
+    return files + [str(p.relative_to(PROJECT)) for p in cache]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:

@@ -6,8 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.policy import CreditPolicy, PolicyError, SecurityTerms, recommend
-from models.segments import SignedLog, abc_classes, make_pipeline, migration, segment_names
+from models.policy import CreditPolicy, PolicyError, SecurityTerms, recommend, service_levels
+from models.segments import (
+    TRAITS,
+    SignedLog,
+    abc_classes,
+    make_pipeline,
+    migration,
+    segment_names,
+    traits,
+)
 
 
 def test_abc_pareto_classes():
@@ -119,3 +127,32 @@ def test_choose_k_finds_well_separated_groups(criterion):
     X = np.vstack([c + rng.normal(0, 0.5, (300, 2)) for c in centres])
     k, scores = choose_k(X, range(2, 6), criterion, 900, 0, [])
     assert k == 3 and set(scores) == {2, 3, 4, 5}
+
+
+def test_a_segment_s_traits_add_their_service_to_the_tier_s():
+    assert traits("large consumer, seasonal, pays late (3)") == [
+        "large consumer",
+        "seasonal",
+        "pays late",
+    ]
+    assert traits("typical") == ["typical"] and traits(None) == []
+    assert set(traits("pays on time")) <= set(TRAITS)
+    service = {"A": "account manager", "D": "self-service"}
+    added = {"pays late": "reminder call", "seasonal": "budget billing"}
+    tier = pd.Series(["A", "D", "D", None])
+    segment = pd.Series(["seasonal, pays late (2)", "pays on time", None, "pays late"])
+    levels = service_levels(tier, segment, service, added)
+    # in the order the name says the traits; no trait, no segment or no tier: the tier's alone
+    assert levels.tolist() == [
+        "account manager; budget billing; reminder call",
+        "self-service",
+        "self-service",
+        None,
+    ]
+    assert service_levels(tier, None, service, added).tolist()[:2] == [
+        "account manager",
+        "self-service",
+    ]
+    policy = CreditPolicy(service, {"C": "security"}, segment_service=added)
+    out = recommend(tier[:2], pd.Series(["C", "C"]), policy, segment=segment[:2])
+    assert out["service_level"].tolist() == levels.tolist()[:2]

@@ -87,7 +87,18 @@ def test_out_of_time_validation_of_a_score():
     realised = np.array([100.0, 50.0, 10.0, 0.0, -5.0])
     perfect = oot_validation(realised, realised, np.array(list("ABCDD")))
     assert perfect["spearman"] == pytest.approx(1.0)
-    assert perfect["share_a"] == pytest.approx(100 / 160) and perfect["share_ab"] == pytest.approx(
-        150 / 160
-    )
+    # net shares: the customer that cost 5 counts against the base (total 155)
+    assert perfect["share_a"] == pytest.approx(100 / 155)
+    assert perfect["share_ab"] == pytest.approx(150 / 155)
+    assert perfect["share_ab_positive"] == pytest.approx(150 / 160)
+    assert perfect["share_ab_same_count"] == perfect["share_ab"]
     assert perfect["lift"]["A"] == pytest.approx(100 / np.mean(realised))
+    # a score that puts the loss-maker second: under its own rule it holds B alone, so A + B
+    # hold less; at the perfect tiers' head counts (1, 2) the comparison is like for like
+    wrong = np.array([100.0, 10.0, 5.0, 1.0, 60.0])
+    r = oot_validation(wrong, realised, np.array(list("ACCDB")), counts=(1, 2))
+    assert r["share_ab"] == pytest.approx(95 / 155)
+    assert r["share_a_same_count"] == pytest.approx(100 / 155)
+    assert r["share_ab_same_count"] == pytest.approx(95 / 155)
+    assert r["share_ab_same_count"] < perfect["share_ab_same_count"]
+    assert r["spearman"] < perfect["spearman"]

@@ -14,6 +14,7 @@ from features.errors import GridscoreError
 from models.decision import KEY_COLUMNS as DECISION_KEYS
 from models.policy import ACTION_TEXT, recommend
 from models.reasons import CATALOG_VERSION, CAUSES
+from models.segments import traits
 from pipelines import decision
 from pipelines.cli import app
 from pipelines.explain import NotFound, explain_customer, render
@@ -71,7 +72,16 @@ def test_decision_keys_join_tier_policy_and_expected_loss(explained, segmented):
     assert keys["customer_id"].is_unique and keys["tier"].notna().all()
     latest = tiers[tiers["as_of"] == tiers["as_of"].max()].set_index("customer_id")
     assert (keys["tier"].to_numpy() == latest.loc[keys["customer_id"], "tier"].to_numpy()).all()
-    assert (keys["service_level"] == keys["tier"].map(p.policy.service)).all()
+    # the tier's service, then what the behaviour segment's traits add (policy.segment_service)
+    names = json.loads((paths["segments"] / "tiers.json").read_text())["segments"]
+    segment = keys["cluster"].astype(str).map(names)
+    late = segment.map(lambda n: "pays late" in traits(n))
+    reminder = p.policy.segment_service["pays late"].en
+    assert late.any() and (~late).any()
+    assert keys.loc[late, "service_level"].str.contains(reminder, regex=False).all()
+    assert not keys.loc[~late, "service_level"].str.contains(reminder, regex=False).any()
+    tier_service = keys["tier"].map(p.policy.service)
+    assert all(a.startswith(b) for a, b in zip(keys["service_level"], tier_service, strict=True))
     feats = pd.read_parquet(paths["features"], columns=["customer_id", "as_of", *LAPSE])
     day = pd.Timestamp(keys["as_of"].iloc[0])
     feats = feats[pd.to_datetime(feats["as_of"]) == day].set_index("customer_id")
@@ -142,6 +152,16 @@ def test_one_customer_explained_as_in_the_stage(explained, tmp_path):
     assert d["reasons"]["code"].tolist() == mine["code"].tolist()
     zh = render(d, "zh")
     assert "信用等级: C" in zh and mine["text_zh"].iloc[0] in zh
+    assert d["segment"] and f"{d['cluster']}: {d['segment']}" in zh
+    tier_zh = p.policy.service_zh[d["tier"]]
+    assert d["service_level_zh"].startswith(tier_zh) and d["service_level_zh"] in zh
+    added = [
+        p.policy.segment_service[t].zh
+        for t in traits(d["segment"])
+        if t in p.policy.segment_service
+    ]
+    assert d["service_level_zh"] == "; ".join([tier_zh, *added])
+    assert d["service_level"] == who["service_level"]
     en = render(d, "en")
     assert "Credit grade: C" in en and mine["text_en"].iloc[0] in en
     assert ACTION_TEXT[who["credit_action"]][0] in en and ACTION_TEXT[who["credit_action"]][1] in zh

@@ -54,10 +54,17 @@ def test_value_beats_the_profit_ranking_out_of_time_and_against_the_truth(segmen
     out, metrics, _, _ = segmented
     oot = metrics["out_of_time"]
     assert oot["snapshots"] >= 6
-    assert oot["value"]["spearman"] > oot["profit_12m"]["spearman"]
-    assert oot["value"]["lift_B"] > oot["profit_12m"]["lift_B"]
+    value, base = oot["value"], oot["profit_12m"]
+    assert oot["value_beats_baseline"] and all(oot["value_beats_baseline_on"].values())
+    assert value["spearman"] > base["spearman"] and value["share_ab"] > base["share_ab"]
+    assert value["share_ab_same_count"] > base["share_ab_same_count"]
+    assert value["lift_D"] < base["lift_D"]  # the risk adjustment finds the loss-makers
     table = pd.read_csv(out / "reports" / "out_of_time.csv")
     assert set(table["score"]) == {"value", "profit_12m"} and len(table) == 2 * oot["snapshots"]
+    # like for like: at each snapshot the baseline is also measured at the value's head counts
+    v, b = (table[table["score"] == k].set_index("as_of") for k in ("value", "profit_12m"))
+    np.testing.assert_allclose(v["share_ab_same_count"], v["share_ab"], rtol=1e-12)
+    assert ((b["share_ab_same_count"] - b["share_ab"]).abs() > 0).any()
     # against the generator's risk-adjusted truth (evaluation only)
     assert metrics["ari_true_risk_adjusted_tier"] >= 0.80
     assert (
