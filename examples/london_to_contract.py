@@ -28,9 +28,15 @@ PROJECT = Path(__file__).resolve().parents[1]
 PRICE_GBP_PER_KWH = 0.14228
 
 
+def _read(folder: Path, name: str) -> pd.DataFrame:
+    """``name``.csv, or ``name``.csv.gz (the tests' sample, tests/data/london_lcl_sample/)."""
+    path = folder / f"{name}.csv"
+    return pd.read_csv(path if path.exists() else folder / f"{name}.csv.gz")
+
+
 def convert(folder: Path) -> dict[str, pd.DataFrame]:
-    monthly = pd.read_csv(folder / "lcl_monthly_by_household.csv")
-    info = pd.read_csv(folder / "informations_households.csv")
+    monthly = _read(folder, "lcl_monthly_by_household")
+    info = _read(folder, "informations_households")
     start = pd.to_datetime(monthly.groupby("LCLid")["month"].min() + "-01")
     last = monthly.groupby("LCLid")["month"].max()
     left = pd.to_datetime(last[last < monthly["month"].max()] + "-01") + pd.offsets.MonthEnd(0)
