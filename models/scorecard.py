@@ -49,12 +49,21 @@ class WoEScorecard:
         self.lr_ = LogisticRegression(C=self.C, max_iter=1000).fit(self.transform(X), y)
         return self
 
-    def _keys(self, s: pd.Series, col: str) -> np.ndarray:
+    def _codes(self, s: pd.Series, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's bin as an index into the bin names (bins "0".."k", then missing)."""
         if col in self.categorical_:
-            return s.astype("object").where(s.notna(), MISSING).astype(str).to_numpy()
+            text = s.astype("object").where(s.notna(), MISSING).astype(str).to_numpy()
+            names, codes = np.unique(text, return_inverse=True)
+            return codes, names
         values = s.to_numpy(float)
-        idx = np.searchsorted(np.asarray(self.edges_[col]), values, side="right").astype(str)
-        return np.where(np.isnan(values), MISSING, idx)
+        edges = np.asarray(self.edges_[col])
+        idx = np.searchsorted(edges, values, side="right")
+        names = np.array([*(str(i) for i in range(len(edges) + 1)), MISSING], dtype=object)
+        return np.where(np.isnan(values), len(edges) + 1, idx), names
+
+    def _keys(self, s: pd.Series, col: str) -> np.ndarray:
+        codes, names = self._codes(s, col)
+        return names[codes]
 
     def _woe(self, keys: np.ndarray, y: np.ndarray) -> dict[str, float]:
         df = pd.DataFrame({"k": keys, "y": y})
@@ -68,7 +77,8 @@ class WoEScorecard:
         cols = []
         for col in self.features_:
             table = self.woe_[col]
-            cols.append(np.array([table.get(k, 0.0) for k in self._keys(X[col], col)]))
+            codes, names = self._codes(X[col], col)
+            cols.append(np.array([table.get(k, 0.0) for k in names], dtype=float)[codes])
         return np.column_stack(cols)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

@@ -50,6 +50,7 @@ def test_dvc_repro_runs_every_stage(tmp_path):
     params["generate"].update(customers=600, months=24)
     params["train"]["split"].update(valid_snapshots=2, test_snapshots=2)
     params["segment"].update(k_range=[6, 7], bootstrap=1)  # the pipeline, not the k search
+    params["explain"].update(dependence_plots=1)  # the experiment below asks for 2
     # MLflow logging of every stage is tested in process (tests/pipelines); here it would only
     # add a store connection to each of the eight stage processes.
     params["tracking"]["enabled"] = False
