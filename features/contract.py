@@ -44,7 +44,9 @@ class ColumnSpec:
         name: Column name, exactly as in the file header.
         kind: Logical type the raw text must parse to.
         nullable: Whether an empty value is allowed.
-        required: Whether the column must be present in the file (``payment_id`` is not).
+        required: Whether the column must be present in the file (``payment_id`` and the
+            descriptive customer columns are not; an absent descriptive column is all
+            missing: :attr:`optional_missing`).
         allowed: For ``category`` columns, the allowed values (compared lower-cased).
     """
 
@@ -53,6 +55,11 @@ class ColumnSpec:
     nullable: bool = False
     required: bool = True
     allowed: tuple[str, ...] | None = None
+
+    @property
+    def optional_missing(self) -> bool:
+        """An optional, nullable column: absent from a file, it is read as all missing."""
+        return not self.required and self.nullable
 
 
 @dataclass(frozen=True)
@@ -99,12 +106,12 @@ CUSTOMERS = TableSpec(
     columns=(
         ColumnSpec("customer_id", "string"),
         ColumnSpec("tariff_class", "category", allowed=TARIFF_CLASSES),
-        ColumnSpec("industry", "string", nullable=True),
+        ColumnSpec("industry", "string", nullable=True, required=False),
         ColumnSpec("energy_intensive", "bool"),
         ColumnSpec("preferential_tariff", "bool"),
-        ColumnSpec("region", "string", nullable=True),
-        ColumnSpec("voltage_kv", "float", nullable=True),
-        ColumnSpec("contract_capacity_kva", "float", nullable=True),
+        ColumnSpec("region", "string", nullable=True, required=False),
+        ColumnSpec("voltage_kv", "float", nullable=True, required=False),
+        ColumnSpec("contract_capacity_kva", "float", nullable=True, required=False),
         ColumnSpec("connected_on", "date", nullable=True),
         ColumnSpec("disconnected_on", "date", nullable=True),
     ),
@@ -163,6 +170,7 @@ BILLS = TableSpec(
     ),
     key=("customer_id", "period"),
     references_customers=True,
+    extra_columns_allowed=True,
 )
 
 PAYMENTS = TableSpec(
@@ -179,6 +187,7 @@ PAYMENTS = TableSpec(
     ),
     key=("payment_id",),
     references_customers=True,
+    extra_columns_allowed=True,
 )
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (CUSTOMERS, BILLS, PAYMENTS)}

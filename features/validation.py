@@ -95,6 +95,8 @@ def validate_table(
     customers_valid: pd.Index | None = None,
     customers_seen: pd.Index | None = None,
     malformed: list[MalformedRow] | None = None,
+    capacity_kva: pd.Series | None = None,
+    max_kwh: float | None = None,
 ) -> TableResult:
     """Validate one raw table.
 
@@ -106,6 +108,9 @@ def validate_table(
         customers_valid: Valid customer ids, for tables that reference customers.
         customers_seen: Every customer id in the raw customers file, valid or not.
         malformed: Lines that could not be split into columns; they are quarantined.
+        capacity_kva: Each valid customer's contract capacity (customer_id -> kVA; missing
+            where unknown): a bill above capacity x the period's hours is implausible.
+        max_kwh: The most kWh any bill may carry (``validate.max_kwh_per_bill``).
 
     Returns:
         Valid rows in canonical dtypes (extra columns carried along), the quarantine table
@@ -119,14 +124,61 @@ def validate_table(
     if len(raw) == 0 and not malformed:
         raise ContractError(f"{source}: the file has no data rows")
     check_columns(spec, list(raw.columns), source)
+    raw = _with_optional_columns(spec, raw)
     parsed, issues = _parse(spec, raw, source, source_rows)
     issues += _rule_issues(spec, parsed)
+    issues += _plausibility_issues(parsed, capacity_kva, max_kwh)
     clean = _first_issue(issues, len(raw)) < 0
     issues += _key_issues(spec, parsed, clean)
     if spec.references_customers and customers_valid is not None:
         clean = _first_issue(issues, len(raw)) < 0
         issues += _reference_issues(parsed, clean, customers_valid, customers_seen)
     return _assemble(spec, raw, parsed, source_rows, source, issues, malformed)
+
+
+def _with_optional_columns(spec: TableSpec, raw: pd.DataFrame) -> pd.DataFrame:
+    """An optional descriptive column the file lacks (``industry``, ``region``, ...) is
+    added as all missing, so every validated table has the contract's columns."""
+    absent = [c.name for c in spec.columns if c.optional_missing and c.name not in raw.columns]
+    if not absent:
+        return raw
+    return raw.assign(**{name: pd.Series(None, index=raw.index, dtype=object) for name in absent})
+
+
+def _plausibility_issues(
+    parsed: pd.DataFrame, capacity_kva: pd.Series | None, max_kwh: float | None
+) -> list[_Issue]:
+    """Bills whose kWh no connection could draw: above the contract capacity (kVA, so at
+    most kW at a power factor of 1) x the hours of the billing month, where the capacity is
+    known; above ``max_kwh`` always."""
+    if "kwh" not in parsed.columns or "period" not in parsed.columns:
+        return []
+    kwh = pd.to_numeric(parsed["kwh"], errors="coerce")
+    issues = []
+    if capacity_kva is not None and "customer_id" in parsed.columns:
+        start = pd.to_datetime(parsed["period"] + "-01", format="%Y-%m-%d", errors="coerce")
+        hours = start.dt.days_in_month * 24.0
+        cap = parsed["customer_id"].map(capacity_kva).astype(float)
+        over = (kwh > cap * hours).fillna(False).to_numpy(dtype=bool)
+        issues.append(
+            _Issue(
+                "implausible_value",
+                "kwh",
+                over,
+                "kwh is above what the contract capacity can draw in the month (kVA x hours)",
+            )
+        )
+    if max_kwh is not None:
+        over = (kwh > max_kwh).fillna(False).to_numpy(dtype=bool)
+        issues.append(
+            _Issue(
+                "implausible_value",
+                "kwh",
+                over,
+                f"kwh is above validate.max_kwh_per_bill ({max_kwh:g})",
+            )
+        )
+    return issues
 
 
 def _parse(spec, raw, source, source_rows):

@@ -36,6 +36,10 @@ class ValidateParams(_Frozen):
     max_quarantine_share: float = Field(
         ge=0, le=1, description="stop when more than this share of a table is quarantined"
     )
+    encoding: str = Field(default="utf-8", description="of the CSV files, e.g. gb18030")
+    max_kwh_per_bill: float = Field(
+        default=1.0e9, gt=0, description="a bill above this many kWh is implausible"
+    )
 
 
 class Tariff(_Frozen):

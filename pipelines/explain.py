@@ -269,6 +269,22 @@ def _cause_name(feature: str) -> str:
     return BY_CODE[cause_of(feature)].name
 
 
+def _near_ids(features: Path, customer: str, limit: int = 3) -> list[str]:
+    """Ids of the feature table that differ from ``customer`` only in case or spaces."""
+    import pyarrow.compute as pc
+
+    want = customer.strip().lower()
+    found: list[str] = []
+    f = pq.ParquetFile(features)
+    for g in range(f.num_row_groups):
+        ids = f.read_row_group(g, columns=["customer_id"])["customer_id"].unique()
+        hit = ids.filter(pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(ids)), want))
+        found += [i for i in hit.to_pylist() if i not in found]
+        if len(found) >= limit:
+            break
+    return found[:limit]
+
+
 def explain_customer(
     features: Path,
     model_dir: Path,
@@ -287,6 +303,12 @@ def explain_customer(
     """
     rows = _read_features(features, [("customer_id", "=", customer)])
     if rows.empty:
+        near = _near_ids(features, customer)
+        if near:
+            raise NotFound(
+                f"customer {customer!r} is not in {features}; ids are matched as the data "
+                f"writes them: did you mean {' or '.join(map(repr, near))}?"
+            )
         head = pq.ParquetFile(features).read_row_group(0, columns=["customer_id"])
         sample = head["customer_id"].unique()[:3]
         raise NotFound(

@@ -32,3 +32,21 @@ def write_json(data: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def replace_folder(staged: Path, dest: Path) -> None:
+    """Put the complete folder ``staged`` where ``dest`` is, as one step for a reader: the
+    old ``dest`` (if any) is moved aside, ``staged`` renamed into place, the old removed. A
+    failure before the rename leaves the old ``dest`` as it was."""
+    import shutil
+
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists():
+        os.replace(dest, old)
+    try:
+        os.replace(staged, dest)
+    except OSError:
+        if old.exists():
+            os.replace(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -50,42 +50,90 @@ def find_raw_file(folder: Path, name: str) -> Path:
     return found[0]
 
 
-def read_raw_table(folder: Path, name: str) -> RawRead:
+#: Encodings a CSV that is not UTF-8 is tried in, to name the one to set (validate.encoding).
+_LIKELY_ENCODINGS = ("gb18030", "big5", "cp1252")
+
+
+def read_raw_table(folder: Path, name: str, encoding: str = "utf-8") -> RawRead:
     """Read one raw table with its 1-based source row numbers.
 
     CSV is read as text (every value is parsed later, so a bad value is quarantined rather
-    than failing the read); lines with the wrong number of fields are returned as malformed.
+    than failing the read); only an empty cell is missing (text such as ``NA`` or ``n/a``
+    stays text and is judged by the column's type); a UTF-8 byte-order mark (Excel's "CSV
+    UTF-8") is dropped; lines with the wrong number of fields are returned as malformed.
+    ``encoding`` is the CSV's (``validate.encoding``: e.g. ``gb18030`` for Chinese Excel).
     """
     path = find_raw_file(Path(folder), name)
     if path.stat().st_size == 0:
         raise ContractError(f"{path}: the file is empty")
     if path.suffix == ".csv":
-        return _read_csv(path)
+        return _read_csv(path, encoding)
     return _read_parquet(path)
 
 
-def _csv_header(path: Path) -> list[str]:
+def _check_encoding(path: Path, encoding: str) -> None:
+    """Decode the whole file in blocks; a file that is not in ``encoding`` stops with the
+    byte where it fails and, when another common encoding reads it, that encoding's name."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                at = offset + exc.start
+                hint = _likely_encoding(path)
+                raise ContractError(
+                    f"{path}: not {encoding} text (byte {at}: {exc.reason})"
+                    + (
+                        f"; it reads as {hint}: save it as CSV UTF-8, or set "
+                        f"validate.encoding: {hint}"
+                        if hint
+                        else "; save it as CSV UTF-8 or set validate.encoding"
+                    )
+                ) from exc
+            offset += len(block)
+
+
+def _likely_encoding(path: Path) -> str | None:
+    data = path.read_bytes()[: 1 << 22]
+    for name in _LIKELY_ENCODINGS:
+        try:
+            data.decode(name)
+        except UnicodeDecodeError:
+            continue
+        return name
+    return None
+
+
+def _csv_header(path: Path, encoding: str = "utf-8") -> list[str]:
+    codec = "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding=codec) as fh:
             header = next(csv.reader(fh), [])
-    except UnicodeDecodeError as exc:
-        raise ContractError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except LookupError as exc:
+        raise ContractError(f"validate.encoding {encoding!r}: no such encoding") from exc
+    except UnicodeDecodeError:
+        _check_encoding(path, encoding)
+        raise
     header = [h.strip() for h in header]
     if not any(header):
         raise ContractError(f"{path}: no header line (the first line names the columns)")
     return header
 
 
-def _read_csv(path: Path) -> RawRead:
-    header = _csv_header(path)
+def _read_csv(path: Path, encoding: str = "utf-8") -> RawRead:
+    header = _csv_header(path, encoding)
     seen: set[str] = set()
     for h in header:
         if h in seen:
             raise ContractError(f"{path}: column {h!r} appears more than once in the header")
         seen.add(h)
-    table, invalid = _arrow_csv(path, header, use_threads=True)
+    table, invalid = _arrow_csv(path, header, use_threads=True, encoding=encoding)
     if any(r.number is None for r in invalid):
-        table, invalid = _arrow_csv(path, header, use_threads=False)
+        table, invalid = _arrow_csv(path, header, use_threads=False, encoding=encoding)
     bad_rows = sorted((r.number - 1, r) for r in invalid)
     malformed = [
         MalformedRow(
@@ -102,7 +150,7 @@ def _read_csv(path: Path) -> RawRead:
     return RawRead(frame, source_rows, path.name, malformed)
 
 
-def _arrow_csv(path: Path, header: list[str], use_threads: bool):
+def _arrow_csv(path: Path, header: list[str], use_threads: bool, encoding: str = "utf-8"):
     invalid: list = []
 
     def handler(row):
@@ -113,14 +161,21 @@ def _arrow_csv(path: Path, header: list[str], use_threads: bool):
         table = pa_csv.read_csv(
             path,
             read_options=pa_csv.ReadOptions(
-                column_names=header, skip_rows=1, use_threads=use_threads, encoding="utf8"
+                column_names=header, skip_rows=1, use_threads=use_threads, encoding=encoding
             ),
             parse_options=pa_csv.ParseOptions(invalid_row_handler=handler),
             convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True
+                column_types=dict.fromkeys(header, pa.string()),
+                strings_can_be_null=True,
+                null_values=[""],  # only an empty cell is missing; "NA" is text
             ),
         )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        _check_encoding(path, encoding)
+        raise
+    except pa.ArrowInvalid as exc:
+        if "invalid UTF8" in str(exc) or "UTF-8" in str(exc):
+            _check_encoding(path, encoding)
         raise ContractError(f"{path}: cannot be read as CSV: {exc}") from exc
     return table, invalid
 

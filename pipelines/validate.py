@@ -8,6 +8,8 @@ table, rows_in == rows_passed + rows_quarantined; logs the counts to MLflow.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +18,8 @@ import pandas as pd
 from features.contract import TABLE_NAMES, TABLES, arrow_schema, validated_schema
 from features.errors import GridscoreError
 from features.validation import QUARANTINE_COLUMNS, TableResult, validate_table
-from pipelines.config import Params
-from pipelines.io import write_json, write_parquet
+from pipelines.config import Params, ValidateParams
+from pipelines.io import replace_folder, write_json, write_parquet
 from pipelines.raw import read_raw_table
 from pipelines.tracking import Tracker
 
@@ -50,12 +52,14 @@ def run(params: Params, paths: Paths) -> dict:
     return summary
 
 
-def validate_folder(raw: Path) -> dict[str, TableResult]:
-    """Validate the three raw tables of a folder; customers first, as the others refer to it."""
+def validate_folder(raw: Path, params: ValidateParams | None = None) -> dict[str, TableResult]:
+    """Validate the three raw tables of a folder; customers first, as the others refer to it
+    (and bounds the kWh of their bills by their contract capacity)."""
+    v = params or ValidateParams(max_quarantine_share=1.0)
     results: dict[str, TableResult] = {}
-    customers_valid = customers_seen = None
+    customers_valid = customers_seen = capacity = None
     for name in TABLE_NAMES:
-        read = read_raw_table(raw, name)
+        read = read_raw_table(raw, name, v.encoding)
         log.info(
             "%s: %d rows read from %s",
             name,
@@ -70,10 +74,13 @@ def validate_folder(raw: Path) -> dict[str, TableResult]:
             customers_valid=customers_valid,
             customers_seen=customers_seen,
             malformed=read.malformed,
+            capacity_kva=capacity if name == "bills" else None,
+            max_kwh=v.max_kwh_per_bill if name == "bills" else None,
         )
         if name == "customers":
             customers_valid = pd.Index(result.valid["customer_id"])
             customers_seen = pd.Index(read.frame["customer_id"].astype("str").str.strip())
+            capacity = result.valid.set_index("customer_id")["contract_capacity_kva"]
         results[name] = result
         log.info(
             "%s: %d passed, %d quarantined %s",
@@ -108,7 +115,7 @@ def validate_raw(
             quarantine tables and the summary are written first, the valid tables are not.
     """
     max_share = params.validate_.max_quarantine_share
-    results = validate_folder(raw)
+    results = validate_folder(raw, params.validate_)
     for name, result in results.items():
         write_parquet(_quarantine_frame(result), quarantine / f"{name}.parquet")
     summary = summarise(results, max_share)
@@ -123,10 +130,18 @@ def validate_raw(
             f"too many rows quarantined ({details}; limit {max_share:.1%} from "
             f"validate.max_quarantine_share); see {quarantine} and {summary_path}"
         )
-    for name, result in results.items():
+    checked = {}
+    for name, result in results.items():  # every table checked before any is written
         present = [c for c in result.valid.columns if c in TABLES[name].column_names]
-        checked = validated_schema(name, present).validate(result.valid)
-        write_parquet(checked, out / f"{name}.parquet", arrow_schema(name, present))
+        checked[name] = (validated_schema(name, present).validate(result.valid), present)
+    staged = out.with_name(f".{out.name}.staged-{os.getpid()}")
+    shutil.rmtree(staged, ignore_errors=True)
+    try:
+        for name, (frame, present) in checked.items():
+            write_parquet(frame, staged / f"{name}.parquet", arrow_schema(name, present))
+        replace_folder(staged, out)  # all three tables or, on failure, the previous ones
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     return summary
 
 

@@ -133,6 +133,7 @@ def _tables(pop, sim: Simulation, window: Window, prices: Prices) -> Block:
     ids = _ids("C", pop.index)
     periods = pa.array(window.periods, pa.string())
     regions = np.array((*REGIONS, None), dtype=object)[pop.region]
+    capacity = _recorded_capacity(pop.capacity_kva, sim.kwh, window)
     customers = pa.table(
         {
             "customer_id": ids,
@@ -142,7 +143,7 @@ def _tables(pop, sim: Simulation, window: Window, prices: Prices) -> Block:
             "preferential_tariff": pa.array(pop.preferential),
             "region": pa.array(regions, pa.string()),
             "voltage_kv": pa.array(pop.voltage_kv, from_pandas=True),
-            "contract_capacity_kva": pa.array(pop.capacity_kva, from_pandas=True),
+            "contract_capacity_kva": pa.array(capacity, from_pandas=True),
             "connected_on": _dates(pop.connected_day, pop.connected_known),
             "disconnected_on": _dates(sim.disconnected_day, sim.disconnected_day >= 0),
         },
@@ -168,6 +169,21 @@ def _tables(pop, sim: Simulation, window: Window, prices: Prices) -> Block:
         truth_monthly=_truth_monthly(sim, ids, periods),
         defects={},
     )
+
+
+#: The highest monthly load factor a connection runs at (mean kW over its kVA).
+MAX_LOAD_FACTOR = 0.9
+
+
+def _recorded_capacity(capacity_kva: np.ndarray, kwh: np.ndarray, window: Window) -> np.ndarray:
+    """The contract capacity on record: at least what the customer drew in its busiest month
+    at :data:`MAX_LOAD_FACTOR`, rounded up to 10 kVA (a connection cannot deliver more than
+    kVA x hours, and validation quarantines a bill that says otherwise); unknown stays
+    unknown."""
+    hours = np.diff(window.month_starts).astype(float) * 24.0
+    need = (kwh / hours[None, :]).max(axis=1) / MAX_LOAD_FACTOR
+    floor = np.ceil(need / 10.0) * 10.0
+    return np.where(np.isnan(capacity_kva), np.nan, np.maximum(capacity_kva, floor))
 
 
 def _payments_table(pop, sim: Simulation, periods: pa.Array) -> pa.Table:

@@ -175,6 +175,9 @@ def test_unknown_customer_or_date_is_a_clear_message(explained):
     someone = pd.read_parquet(out / "data" / "contributions.parquet")["customer_id"].iloc[0]
     with pytest.raises(NotFound, match="'NOBODY' is not in .*features.parquet"):
         explain_customer(paths["features"], paths["model"], paths["segments"], "NOBODY", p)
+    typed = f" {someone.lower()} "  # as a person types it: case and spaces off
+    with pytest.raises(NotFound, match=f"did you mean '{someone}'"):
+        explain_customer(paths["features"], paths["model"], paths["segments"], typed, p)
     with pytest.raises(NotFound, match=r"no snapshot at 2031-01-31; it has \d+ month ends from"):
         explain_customer(
             paths["features"], paths["model"], paths["segments"], someone, p, "2031-01-31"
