@@ -97,24 +97,24 @@ def test_short_history_is_scored_and_flagged_never_dropped(scored, params):
 
 @pytest.fixture(scope="module")
 def base_slice(default_run, segmented, params, tmp_path_factory):
-    """The default base's first 2,500 customers, scored in one partition: what the tests that
+    """The default base's first 1,200 customers, scored in one partition: what the tests that
     score again (other partitions, shuffled inputs, a killed run) must give back.
     ``(validated, quarantine, model, scores)``."""
     root, _, _ = default_run
     tmp = tmp_path_factory.mktemp("slice")
-    validated, quarantine = first_customers(root / "validated", root / "quarantine", 2500, tmp)
+    validated, quarantine = first_customers(root / "validated", root / "quarantine", 1200, tmp)
     model = decision.load(root / "model", segmented[0] / "model", params, tmp / "m").model
     p = params.override("score", partition_customers=20000, as_of=AS_OF)
     rec = score.score_base(validated, tmp / "scores", p, model, quarantine, progress=False)
-    assert rec["partitions"] == 1 and rec["customers_in"] == 2500
+    assert rec["partitions"] == 1 and rec["customers_in"] == 1200
     return validated, quarantine, model, score.read_scores(tmp / "scores")
 
 
 def test_partition_size_does_not_change_the_output(base_slice, tmp_path, params):
     validated, quarantine, model, want = base_slice
-    p = params.override("score", partition_customers=701, as_of=AS_OF)
+    p = params.override("score", partition_customers=350, as_of=AS_OF)
     rec = score.score_base(validated, tmp_path / "out", p, model, quarantine, progress=False)
-    assert rec["partitions"] == 4  # 2,500 customers, 701 a partition
+    assert rec["partitions"] == 4  # 1,200 customers, 350 a partition
     got = score.read_scores(tmp_path / "out")
     pd.testing.assert_frame_equal(
         got.sort_values("customer_id", ignore_index=True),
@@ -132,7 +132,7 @@ def test_inputs_out_of_customer_order_give_the_same_scores(base_slice, tmp_path,
     for table in ("customers", "bills", "payments"):
         t = pq.read_table(validated / f"{table}.parquet")
         pq.write_table(t.take(rng.permutation(t.num_rows)), shuffled / f"{table}.parquet")
-    p = params.override("score", partition_customers=1000, as_of=AS_OF)
+    p = params.override("score", partition_customers=500, as_of=AS_OF)
     rec = score.score_base(shuffled, tmp_path / "out", p, model, quarantine, progress=False)
     got = score.read_scores(tmp_path / "out")
     assert rec["partitions"] == 3
@@ -211,7 +211,7 @@ def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
     root, _, _ = default_run
     seg = segmented[0] / "model"
     inputs = base_slice[:2]
-    params_path = _params(tmp_path, partition_customers=500)
+    params_path = _params(tmp_path, partition_customers=240)
     out = tmp_path / "scores"
     args = _cli(params_path, root, seg, out, inputs=inputs)[1:]
     killed = subprocess.run([sys.executable, "-c", _KILLED_AT_PART_4, *args], capture_output=True)
