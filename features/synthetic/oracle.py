@@ -73,15 +73,15 @@ def _months(keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _in_distress(monthly: pd.DataFrame, ids: np.ndarray, month0: np.ndarray) -> np.ndarray:
-    period = pd.PeriodIndex(monthly["period"], freq="M")
-    lookup = pd.Series(
-        monthly["in_distress"].to_numpy(),
-        index=pd.MultiIndex.from_arrays(
-            [monthly["customer_id"].to_numpy(), period.year * 12 + period.month - 1]
-        ),
-    )
-    idx = pd.MultiIndex.from_arrays([ids, month0])
-    return lookup.reindex(idx).fillna(False).to_numpy(dtype=bool)
+    period = monthly["period"].astype(str)
+    month = period.str[:4].astype(int).to_numpy() * 12 + period.str[5:7].astype(int).to_numpy() - 1
+    # one integer key per (customer, month): customer code x 10^6 + month number
+    codes = pd.Index(pd.unique(monthly["customer_id"].to_numpy()))
+    have = codes.get_indexer(monthly["customer_id"].to_numpy()).astype(np.int64) * 10**6 + month
+    want_code = codes.get_indexer(ids).astype(np.int64)
+    want = np.where(want_code >= 0, want_code * 10**6 + np.asarray(month0, np.int64), -1)
+    lookup = pd.Series(monthly["in_distress"].to_numpy(dtype=bool), index=have)
+    return lookup.reindex(want).fillna(False).to_numpy(dtype=bool)
 
 
 def oracle_features(
