@@ -225,7 +225,14 @@ def beeswarm(contrib: pd.DataFrame, data: pd.DataFrame, base: np.ndarray, max_di
         data=numeric.to_numpy(),
         feature_names=list(contrib.columns),
     )
-    shap.plots.beeswarm(expl, max_display=max_display, show=False)
+    # shap orders and jitters the dots with numpy's global random state: seeded here (and the
+    # caller's state put back), so the same contributions draw the same picture
+    state = np.random.get_state()  # noqa: NPY002 (shap reads the legacy global state)
+    np.random.seed(0)  # noqa: NPY002
+    try:
+        shap.plots.beeswarm(expl, max_display=max_display, show=False)
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
     fig = plt.gcf()
     fig.set_dpi(110)
     return fig

@@ -50,3 +50,45 @@ def replace_folder(staged: Path, dest: Path) -> None:
             os.replace(old, dest)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_skops(obj: object, path: Path) -> None:
+    """Save ``obj`` with skops so that the same object has the same bytes on every run (a
+    DVC output that is not byte-stable makes an identical rerun change dvc.lock).
+
+    skops names the arrays and shared objects it writes after ``id()``, a memory address
+    that changes every run, and stamps the zip entries with the time. Here the ids are
+    renumbered in order of first appearance in ``schema.json`` (the same mapping for the
+    ``__id__`` fields and the ``<id>.npy`` files they point to) and the entries are packed in
+    name order with a fixed time. Written atomically.
+    """
+    import io
+    import re
+    import zipfile
+
+    import skops.io as sio
+
+    src = zipfile.ZipFile(io.BytesIO(sio.dumps(obj)))
+    schema = src.read("schema.json").decode()
+    numbers: dict[str, str] = {}
+    for m in re.finditer(r'"__id__": (\d+)|"file": "(\d+)\.npy"', schema):
+        numbers.setdefault(m.group(1) or m.group(2), str(len(numbers) + 1))
+    schema = re.sub(r'("__id__": )(\d+)', lambda m: m.group(1) + numbers[m.group(2)], schema)
+    schema = re.sub(
+        r'("file": ")(\d+)(\.npy")', lambda m: m.group(1) + numbers[m.group(2)] + m.group(3), schema
+    )
+    entries = {"schema.json": schema.encode()}
+    for info in src.infolist():
+        name = info.filename
+        if name.endswith(".npy") and name.removesuffix(".npy") in numbers:
+            name = f"{numbers[name.removesuffix('.npy')]}.npy"
+        if name != "schema.json":
+            entries[name] = src.read(info)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as dst:
+        for name in sorted(entries):
+            dst.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), entries[name])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)

@@ -264,7 +264,8 @@ def score_base(
         shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(out / "_tmp", ignore_errors=True)
     rec = _reconcile(stats, manifest, _quarantined(quarantine), time.perf_counter() - started)
-    write_json(rec, out / RECONCILIATION)
+    # the run's time is logged and tracked, not written: the same run gives the same files
+    write_json({k: v for k, v in rec.items() if k != "seconds"}, out / RECONCILIATION)
     (out / SUCCESS).write_text("")
     log.info(
         "scored %d of %d customers at %s (%d flagged) in %d partitions, %.1f s",

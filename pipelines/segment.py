@@ -37,7 +37,7 @@ from models.arrears import ArrearsModel, to_matrix
 from models.metrics import expected_loss as credit_exposure
 from models.plots import migration_heatmap, pyramid, save
 from pipelines.config import Params, SegmentParams
-from pipelines.io import write_json, write_parquet
+from pipelines.io import write_json, write_parquet, write_skops
 from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def build_segments(paths: Paths, params: Params) -> dict:
     save(pyramid(prof), reports / "pyramid.png")
     out = paths.out
     out.mkdir(parents=True, exist_ok=True)
-    sio.dump(pipe, out / "pipeline.skops")
+    write_skops(pipe, out / "pipeline.skops")
     write_json(
         {
             "value": sp.value,

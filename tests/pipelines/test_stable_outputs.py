@@ -1,0 +1,55 @@
+"""Outputs that DVC tracks have the same bytes when made again from the same inputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from models import plots
+
+_SAVE = """
+import sys
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import RobustScaler
+from pipelines.io import write_skops
+X = np.random.default_rng(1).normal(size=(300, 3))
+pipe = Pipeline([("scale", RobustScaler()), ("k", KMeans(4, n_init=2, random_state=0))]).fit(X)
+write_skops(pipe, __import__("pathlib").Path(sys.argv[1]))
+"""
+
+
+def test_a_skops_model_saved_twice_has_the_same_bytes_and_loads_back(tmp_path):
+    import skops.io as sio
+    from sklearn.cluster import KMeans
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import RobustScaler
+
+    from pipelines.io import write_skops
+
+    paths = [tmp_path / "a.skops", tmp_path / "b.skops"]
+    X = np.random.default_rng(1).normal(size=(300, 3))
+    want = Pipeline([("scale", RobustScaler()), ("k", KMeans(4, n_init=2, random_state=0))])
+    want.fit(X)
+    write_skops(want, paths[0])
+    # another process: other memory addresses, another clock
+    subprocess.run([sys.executable, "-c", _SAVE, str(paths[1])], check=True)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    got = sio.load(paths[0], trusted=sio.get_untrusted_types(file=paths[0]))
+    np.testing.assert_array_equal(got.predict(X), want.predict(X))
+    np.testing.assert_array_equal(got[-1].cluster_centers_, want[-1].cluster_centers_)
+
+
+def test_the_beeswarm_draws_the_same_picture_and_leaves_numpy_s_state(tmp_path):
+    rng = np.random.default_rng(4)
+    contrib = pd.DataFrame(rng.normal(size=(400, 3)), columns=["a", "b", "c"])
+    data = pd.DataFrame(rng.normal(size=(400, 3)), columns=["a", "b", "c"])
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    for name in ("one.png", "two.png"):
+        plots.save(plots.beeswarm(contrib, data, np.zeros(400)), tmp_path / name)
+    assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
+    assert (np.random.get_state()[1] == before).all()  # noqa: NPY002
