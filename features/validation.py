@@ -193,7 +193,8 @@ def _parse(spec, raw, source, source_rows):
             first = int(np.argmax(result.unparseable))
             raise ContractError(
                 f"{source}, column {col.name}: no value parses as {col.kind} "
-                f"(row {source_rows[first]}: {raw[col.name].iloc[first]!r}); wrong type throughout"
+                f"(row {source_rows[first]}: {shown(raw[col.name].iloc[first])}); "
+                "wrong type throughout"
             )
         parsed[col.name] = (
             result.values.astype(pandas_dtype(col)) if col.kind != "bool" else (result.values)
@@ -356,5 +357,23 @@ def _all_codes(issues: list[_Issue], bad_pos: np.ndarray) -> np.ndarray:
 
 def _detail(issue: _Issue, raw: pd.DataFrame, pos: int) -> str:
     if issue.column is not None and issue.column in raw.columns:
-        return f"{issue.detail}: {issue.column}={raw[issue.column].iloc[pos]!r}"
+        return f"{issue.detail}: {issue.column}={shown(raw[issue.column].iloc[pos])}"
     return issue.detail
+
+
+def shown(value: object) -> str:
+    """A raw value as a person reads it in a message or the quarantine table: text in double
+    quotes as it was (spaces visible), numbers and dates plainly, ``(empty)`` for none; no
+    Python reprs (``np.float64(...)``, ``Timestamp(...)``)."""
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return "(empty)"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        t = pd.Timestamp(value)
+        return t.date().isoformat() if t == t.normalize() else t.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return f"{value:.15g}"
+    return str(value)

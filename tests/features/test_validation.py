@@ -112,7 +112,7 @@ def test_multiple_problems_in_a_row_are_all_listed(tiny_raw):
     q = validate_folder(tiny_raw)["bills"].quarantine
     assert q.loc[0, "reason"] == "unparseable_number"  # parsing comes before row rules
     assert q.loc[0, "reasons"] == "unparseable_number;negative_value"
-    assert "amount='x'" in q.loc[0, "detail"]
+    assert 'amount="x"' in q.loc[0, "detail"]
 
 
 def test_quarantined_customer_takes_its_bills_and_payments(tiny_raw):
@@ -350,3 +350,14 @@ def test_validate_table_core_on_typed_frame():
     assert r.quarantine[["source_row", "reason"]].values.tolist() == [[2, "zero_amount"]]
     assert r.valid["amount"].tolist() == [10.0]
     assert CUSTOMERS.key == ("customer_id",)
+
+
+def test_quarantine_details_show_values_as_a_person_reads_them():
+    from features.validation import shown
+
+    assert shown(None) == shown(np.nan) == shown(pd.NaT) == "(empty)"
+    assert shown(" x ") == '" x "'  # spaces visible
+    assert shown(np.float64(1e15)) == "1e+15" and shown(np.float64(-5.0)) == "-5"
+    assert shown(np.int64(3)) == "3" and shown(True) == "True"
+    assert shown(pd.Timestamp("2024-01-02")) == "2024-01-02"
+    assert shown(pd.Timestamp("2024-01-02 10:30")) == "2024-01-02T10:30:00"
