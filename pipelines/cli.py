@@ -281,6 +281,9 @@ def score(
     ] = None,
     metrics: Annotated[Path | None, typer.Option(help="copy of the reconciliation")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a run of other settings in OUT")] = False,
+    allow_ahead: Annotated[
+        bool, typer.Option(help="an as_of after the data's end (a forecast) [score.allow_ahead]")
+    ] = False,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Score the whole base at as_of: tier, PD, grade, expected loss, reasons, action.
@@ -289,6 +292,8 @@ def score(
     from pipelines import score as stage
 
     models = dict(as_of=as_of, arrears_model=arrears_model, segments_model=segments_model)
+    if allow_ahead:
+        models["allow_ahead"] = True
     paths = stage.Paths(out, validated, raw, quarantine, metrics)
     _guard(lambda: stage.run(_params(params, "score", **models), paths, overwrite))
 

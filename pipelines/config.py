@@ -286,6 +286,7 @@ class ScoreParams(_Frozen):
     arrears_model: str = "artifacts/arrears"  # a folder, or models:/gridscore-arrears@champion
     segments_model: str = "artifacts/segments"  # or models:/gridscore-value-segments@champion
     register_model: bool = True  # log the decision pyfunc, registered as gridscore-decision
+    allow_ahead: bool = False  # an as_of after the data's last month end (a forecast)
 
 
 class TrackingParams(_Frozen):

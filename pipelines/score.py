@@ -239,6 +239,8 @@ def score_base(
         as_of = params.score.as_of
         end = streaming.data_end(con, inputs)
         day = pd.Timestamp(as_of) if as_of else streaming.last_month_end(end)
+        start = streaming.data_start(con, inputs)
+        streaming.check_as_of(day, start, end, params.score.allow_ahead)
         n = streaming.customer_count(inputs["customers"])
         if n == 0:
             raise ScoreError(f"{inputs['customers']}: no customers to score")

@@ -241,6 +241,37 @@ def customer_count(path: Path) -> int:
     return pq.read_metadata(path).num_rows
 
 
+def data_start(con: duckdb.DuckDBPyConnection, paths: dict[str, Path]) -> pd.Timestamp:
+    """The first day of the earliest billing period (the first month the data covers)."""
+    row = con.execute(f"SELECT min(period) FROM read_parquet('{paths['bills']}')").fetchone()
+    if row[0] is None:
+        raise GridscoreError(f"{paths['bills']}: no bills, so the data has no start")
+    return pd.Timestamp(f"{row[0]}-01")
+
+
+def check_as_of(day: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp, ahead: bool) -> None:
+    """Refuse an as_of the data cannot decide at: after its last month end (unless
+    ``ahead``: a forecast), or before the end of its first month (no bill to decide on; a
+    customer with a short history is scored and flagged ``insufficient_history``).
+
+    Raises:
+        GridscoreError: naming the data's range and the as_of it allows.
+    """
+    last = last_month_end(end)
+    first = start + pd.offsets.MonthEnd(1)
+    span = f"the data runs from {start:%Y-%m} to {end.date()} (the latest bill or payment)"
+    if day > last and not ahead:
+        raise GridscoreError(
+            f"as_of {day.date()} is after the data's last month end {last.date()}: {span}; "
+            "a later as_of would decide on the ledger as it stood then as if it stood now "
+            "(score.allow_ahead: true, or --allow-ahead, scores ahead on purpose)"
+        )
+    if day < first:
+        raise GridscoreError(
+            f"as_of {day.date()} is before the data's first month end {first.date()}: {span}"
+        )
+
+
 def data_end(con: duckdb.DuckDBPyConnection, paths: dict[str, Path]) -> pd.Timestamp:
     """The latest day with a bill issued or a payment made.
 

@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from features.engine import Snapshots
-from features.errors import InputMissing
+from features.errors import GridscoreError, InputMissing
 from models.arrears import FeatureMismatchError
 from models.decision import FeatureMissing
 from pipelines import decision, score, streaming
@@ -120,6 +120,29 @@ def test_partition_size_does_not_change_the_output(base_slice, tmp_path, params)
         got.sort_values("customer_id", ignore_index=True),
         want.sort_values("customer_id", ignore_index=True),
     )
+
+
+def test_an_as_of_outside_the_data_is_refused_with_its_range(base_slice, tmp_path, params):
+    validated, quarantine, model, _ = base_slice
+    for day, words in (
+        ("2031-01-31", r"after the data's last month end 2026-01-31: the data runs from 2023-01"),
+        ("2020-01-31", r"before the data's first month end 2023-01-31"),
+    ):
+        p = params.override("score", as_of=day)
+        with pytest.raises(GridscoreError, match=words):
+            score.score_base(validated, tmp_path / day, p, model, quarantine, progress=False)
+        assert not (tmp_path / day).exists()  # refused before anything is written
+
+
+def test_scoring_ahead_of_the_data_is_a_choice():
+    from pipelines.streaming import check_as_of
+
+    start, end = pd.Timestamp("2023-01-01"), pd.Timestamp("2026-02-09")
+    check_as_of(pd.Timestamp("2026-01-31"), start, end, ahead=False)  # the last month end
+    check_as_of(pd.Timestamp("2023-01-31"), start, end, ahead=False)  # the first
+    with pytest.raises(GridscoreError, match="allow_ahead"):
+        check_as_of(pd.Timestamp("2026-02-28"), start, end, ahead=False)
+    check_as_of(pd.Timestamp("2026-06-30"), start, end, ahead=True)  # a forecast, on purpose
 
 
 def test_inputs_out_of_customer_order_give_the_same_scores(base_slice, tmp_path, params):
