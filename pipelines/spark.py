@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 
@@ -59,8 +60,14 @@ def run(params: Params, job: Job) -> int:
             "give --quarantine (the validate stage's quarantine): without it no decision can "
             "tell a complete ledger from one with rows held back"
         )
-    if "://" not in job.validated:
-        streaming.inputs(Path(job.validated))
+    if "://" not in job.validated:  # a local folder: its tables and the data's range, first
+        inputs = streaming.inputs(Path(job.validated))
+        con = duckdb.connect()
+        try:
+            start, end = streaming.data_start(con, inputs), streaming.data_end(con, inputs)
+        finally:
+            con.close()
+        streaming.check_as_of(pd.Timestamp(job.as_of), start, end, params.score.allow_ahead)
     tracker = Tracker(params.tracking.experiment)
     with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
         if job.decision_model is not None:

@@ -430,6 +430,16 @@ def test_score_spark_names_a_missing_table_before_starting_spark(tmp_path):
     assert no_quarantine.exit_code == 2 and "give --quarantine" in no_quarantine.output
 
 
+def test_score_spark_refuses_an_as_of_after_the_data_before_starting_spark(base_slice, tmp_path):
+    validated, quarantine, _, _ = base_slice
+    args = ["score-spark", "--validated", str(validated), "--out", str(tmp_path / "o")]
+    args += ["--quarantine", str(quarantine), "--as-of", "2031-01-31"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "after the data's last month end 2026-01-31" in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_quarantine_folder_that_is_not_there_stops_the_run(default_run, segmented, tmp_path):
     root, _, _ = default_run
     cmd = _cli(_params(tmp_path), root, segmented[0] / "model", tmp_path / "scores")[1:]
