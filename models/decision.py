@@ -246,7 +246,7 @@ class DecisionModel:
         segment = None
         if self.segmenter is not None:
             names = self.segmenter.names
-            segment = pd.Series([names.get(int(k)) for k in cluster], dtype=object)
+            segment = pd.Series(cluster).map(names).astype(object)
         action = recommend(
             out["tier"], out["grade"], policy, bill, gaps["quarantined_rows"], lapse, segment
         )

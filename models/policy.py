@@ -115,13 +115,15 @@ def service_levels(
     base[pd.isna(base)] = None
     if segment is None or not segment_service:
         return base
-    added = {}
+    added = {}  # once per segment name, not per row
     for name in pd.unique(segment.dropna()):
-        added[name] = [segment_service[t] for t in traits(name) if t in segment_service]
+        texts = [segment_service[t] for t in traits(name) if t in segment_service]
+        if texts:
+            added[name] = "; " + "; ".join(texts)
+    suffix = segment.map(added).to_numpy(dtype=object)
+    extend = pd.notna(suffix) & pd.notna(base)
     out = base.copy()
-    for i, (level, name) in enumerate(zip(base, segment.to_numpy(dtype=object), strict=True)):
-        if level is not None and added.get(name):
-            out[i] = "; ".join([level, *added[name]])
+    out[extend] = base[extend] + suffix[extend]
     return out
 
 
