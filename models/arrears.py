@@ -1,4 +1,10 @@
-"""The arrears model: LightGBM with monotone constraints, then calibration on held-out data.
+"""The arrears model: LightGBM with monotone constraints, then calibration on held-out scores.
+
+Two ways to fit: :meth:`ArrearsModel.fit` (an out-of-time split: early stopping and
+calibration on the validation set) and :meth:`ArrearsModel.fit_cv` (one snapshot: K-fold
+cross-validation picks the number of rounds and gives out-of-fold scores for the calibrator,
+then the booster is refitted on every row). The calibrator is chosen by cross-validation on
+those held-out scores (``models.calibration.select``) unless a method is named.
 
 Saved in LightGBM's own text format (``model.txt``) with its calibrator and feature list
 as JSON; nothing is pickled.
@@ -15,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import GridscoreError
-from models.calibration import Calibrator
+from models.calibration import METHODS, Calibrator, select, stratified_folds
 
 KEYS = ("customer_id", "as_of")
 
@@ -64,7 +70,7 @@ def infer_spec(
         ]
     if numeric is None:
         numeric = [c for c in cols if c not in categorical]
-    levels = {c: sorted(table[c].dropna().astype(str).unique().tolist()) for c in categorical}
+    levels = {c: sorted(as_text(table[c]).dropna().unique().tolist()) for c in categorical}
     directions = directions or {}
     monotone = {c: int(directions[c]) for c in numeric if directions.get(c, 0)}
     return FeatureSpec(list(numeric), list(categorical), levels, monotone)
@@ -87,10 +93,23 @@ def to_matrix(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             raise FeatureMismatchError(f"feature {c} must be numeric, found {col.dtype}")
         out[c] = col.astype("float64").to_numpy()
     for c in spec.categorical:
-        text = table[c].astype("object").where(table[c].notna()).astype(str).where(table[c].notna())
+        text = as_text(table[c])
         known = text.where(text.isin(spec.levels[c]))  # a level never seen in training: missing
         out[c] = pd.Categorical(known, categories=spec.levels[c])
     return pd.DataFrame(out, index=table.index)
+
+
+def as_text(col: pd.Series) -> pd.Series:
+    """A categorical column as text, missing kept missing. Codes that a CSV reader turned
+    into numbers read as they were written: 2, 2.0 and "2" are the same level "2"."""
+    present = col.notna()
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        num = col.astype("float64")
+        whole = present & (num == np.floor(num)) & np.isfinite(num)
+        text = num.astype(str).astype("object")
+        text[whole] = num[whole].astype("int64").astype(str)
+        return text.where(present)
+    return col.astype("object").where(present).astype(str).where(present)
 
 
 @dataclass(frozen=True)
@@ -119,11 +138,16 @@ class ArrearsModel:
     """
 
     def __init__(
-        self, params: BoosterParams, calibration: str = "isotonic", monotone: bool = True
+        self,
+        params: BoosterParams,
+        calibration: str = "auto",
+        monotone: bool = True,
+        calibration_folds: int = 5,
     ) -> None:
         self.params = params
-        self.calibration = calibration
+        self.calibration = calibration  # auto: chosen by cross-validation (models.calibration)
         self.monotone = monotone
+        self.calibration_folds = calibration_folds
 
     def _lgb_params(self, spec: FeatureSpec) -> dict:
         p = self.params
@@ -179,8 +203,60 @@ class ArrearsModel:
         self.best_iteration_ = int(
             self.booster_.best_iteration or self.booster_.current_iteration()
         )
-        self.calibrator_ = Calibrator(self.calibration).fit(self.predict_raw(X_valid), y_valid)
+        self._calibrate(self.predict_raw(X_valid), y_valid)
         return self
+
+    def fit_cv(
+        self, X: pd.DataFrame, y: np.ndarray, spec: FeatureSpec, folds: int = 5
+    ) -> ArrearsModel:
+        """Fit on every row: K-fold cross-validation (stratified, seeded) picks the number of
+        rounds (the lowest mean held-out log-loss, ``lightgbm.cv``) and gives each row an
+        out-of-fold score from the fold model that never saw it; the calibrator is fitted on
+        those scores; the booster is then refitted on all rows with that number of rounds.
+
+        ``cv_`` keeps the rounds, each fold's size and the out-of-fold ``raw`` scores and
+        cross-fitted ``pd`` (for honest metrics when no test set is held out).
+        """
+        self.spec_ = spec
+        y = np.asarray(y)
+        fold = stratified_folds(y, folds, self.params.seed)
+        splits = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
+        data = lgb.Dataset(X, label=y, categorical_feature=spec.categorical, free_raw_data=False)
+        result = lgb.cv(
+            self._lgb_params(spec),
+            data,
+            num_boost_round=self.params.n_estimators,
+            folds=splits,
+            callbacks=[
+                lgb.early_stopping(
+                    self.params.early_stopping_rounds, first_metric_only=True, verbose=False
+                )
+            ],
+            return_cvbooster=True,
+        )
+        cvb = result["cvbooster"]
+        rounds = int(cvb.best_iteration)
+        oof = np.empty(len(y))
+        for (_, held), booster in zip(splits, cvb.boosters, strict=True):
+            oof[held] = booster.predict(X.iloc[held], num_iteration=rounds)
+        self.evals_ = {"cv": {k: list(v) for k, v in result.items() if k != "cvbooster"}}
+        full = lgb.Dataset(X, label=y, categorical_feature=spec.categorical, free_raw_data=False)
+        self.booster_ = lgb.train(self._lgb_params(spec), full, num_boost_round=rounds)
+        self.best_iteration_ = rounds
+        report = self._calibrate(oof, y)
+        self.cv_ = {"folds": folds, "rounds": rounds, "raw": oof, "pd": report["pd_cv"]}
+        return self
+
+    def _calibrate(self, raw: np.ndarray, y: np.ndarray) -> dict:
+        """Fit the calibrator on held-out scores: the named method, or (``auto``) the one
+        cross-validation chooses; ``calibration_`` reports every candidate's held-out
+        log-loss and ECE, before and after."""
+        force = None if self.calibration == "auto" else self.calibration  # as asked, reported
+        self.calibrator_, report = select(
+            raw, y, METHODS, self.calibration_folds, self.params.seed, force
+        )
+        self.calibration_ = {k: v for k, v in report.items() if k != "pd_cv"}
+        return report
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated probability from the booster."""
@@ -204,6 +280,7 @@ class ArrearsModel:
             "best_iteration": self.best_iteration_,
             "params": asdict(self.params),
             "calibration": self.calibration,
+            "calibration_chosen": self.calibrator_.method,
             "monotone": self.monotone,
         }
         (folder / "features.json").write_text(json.dumps(meta, indent=2))

@@ -263,8 +263,11 @@ class DecisionModel:
                 values = np.full(len(out), None, dtype=object)
                 values[at["row"].to_numpy()] = at[col].to_numpy()
                 out[f"reason_{k}_{part}"] = pd.array(values, dtype="str")
-        history = pd.to_numeric(feats["months_of_history"], errors="coerce").to_numpy()
-        short = ~(history >= c.min_history_months)
+        if "months_of_history" in feats:  # a table of one's own may not say: not flagged
+            history = pd.to_numeric(feats["months_of_history"], errors="coerce").to_numpy()
+            short = ~(history >= c.min_history_months)
+        else:
+            short = np.zeros(len(feats), dtype=bool)
         flags = np.where(short, INSUFFICIENT_HISTORY, "")
         flags = np.where(pd.isna(tier), np.char.add(flags, ";" + NO_TIER), flags)
         gap = gaps["quarantined_rows"].to_numpy() > 0

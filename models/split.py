@@ -44,16 +44,13 @@ def out_of_time_split(
     return pd.to_datetime(as_of).map(role).fillna("gap").astype(str)
 
 
-def random_split(
-    n: int, valid_share: float, test_share: float, seed: int, y: np.ndarray
-) -> pd.Series:
-    """Stratified random split (for a table with a single snapshot)."""
+def random_split(n: int, test_share: float, seed: int, y: np.ndarray) -> pd.Series:
+    """``train`` / ``test`` per row, stratified by class and seeded (a table with a single
+    snapshot). ``test_share`` 0 holds nothing out: the model is then judged by
+    cross-validation on the training rows (``models.arrears.ArrearsModel.fit_cv``)."""
     rng = np.random.default_rng(seed)
-    role = np.empty(n, dtype=object)
+    role = np.full(n, "train", dtype=object)
     for cls in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == cls))
-        n_test, n_valid = int(round(test_share * len(idx))), int(round(valid_share * len(idx)))
-        role[idx[:n_test]] = "test"
-        role[idx[n_test : n_test + n_valid]] = "valid"
-        role[idx[n_test + n_valid :]] = "train"
+        role[idx[: int(round(test_share * len(idx)))]] = "test"
     return pd.Series(role, dtype=str)

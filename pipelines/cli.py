@@ -146,6 +146,25 @@ def evaluate(
 
 
 @app.command()
+def predict(
+    features: Annotated[Path, typer.Option(help="feature table (.parquet or .csv)")],
+    model: Annotated[str, typer.Option(help="model folder or models:/NAME@ALIAS")],
+    out: Annotated[Path, typer.Option(help="scored rows (.parquet or .csv)")],
+    reasons: Annotated[
+        bool, typer.Option(help="add the features raising each PD most [explain.top_n]")
+    ] = False,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Score any feature table with the arrears model: PD, grade, raw score [, reasons].
+
+    Needs no tracking for a model folder; a registry URI is downloaded from MLflow."""
+    from pipelines import predict as stage
+
+    rows = _guard(lambda: stage.run(_params(params), stage.Paths(features, model, out), reasons))
+    typer.echo(f"scored {rows} rows into {out}")
+
+
+@app.command()
 def promote(
     model_name: Annotated[str, typer.Option("--model", help="registered model")] = (
         "gridscore-arrears"

@@ -133,8 +133,8 @@ class SplitParams(_Frozen):
     kind: Literal["out_of_time", "random"] = "out_of_time"
     valid_snapshots: int = Field(default=3, ge=1)
     test_snapshots: int = Field(default=3, ge=1)
-    valid_share: float = Field(default=0.15, gt=0, lt=0.5)
-    test_share: float = Field(default=0.15, gt=0, lt=0.5)
+    test_share: float = Field(default=0.2, ge=0, lt=0.5, description="random split; 0: none")
+    folds: int = Field(default=5, ge=2, le=20, description="cross-validation folds")
 
 
 class TrainParams(_Frozen):
@@ -153,7 +153,7 @@ class TrainParams(_Frozen):
     lambda_l2: float = Field(ge=0)
     seed: int = Field(ge=0)
     threads: int = Field(ge=1)
-    calibration: Literal["isotonic", "platt"] = "isotonic"
+    calibration: Literal["auto", "platt", "isotonic", "identity"] = "auto"
     monotone: bool = True
     exclude: tuple[str, ...] = ()
     numeric: tuple[str, ...] | None = None

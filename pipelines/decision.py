@@ -60,8 +60,12 @@ def _digest(*paths: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def _arrears(where: str, workdir: Path, tracker: Tracker) -> tuple[Path, str]:
+def arrears_folder(where: str, workdir: Path, tracker: Tracker | None) -> tuple[Path, str]:
+    """The arrears model's local folder and its version (``NAME/VERSION`` for a registry URI,
+    downloaded into ``workdir``; ``folder@digest`` for a folder, which needs no tracking)."""
     if where.startswith("models:/"):
+        if tracker is None:
+            raise InputMissing(f"{where}: a registry URI needs tracking (tracking.enabled)")
         return tracker.download(where, "arrears", workdir)
     folder = Path(where)
     if not (folder / "model.txt").exists():
@@ -100,7 +104,7 @@ def load(
         TrackingError: A registry URI names no version.
     """
     tracker = tracker or Tracker(params.tracking.experiment)
-    a_dir, a_version = _arrears(str(arrears), workdir, tracker)
+    a_dir, a_version = arrears_folder(str(arrears), workdir, tracker)
     versions = {"arrears_model_version": a_version}
     s_dir = segmenter = None
     if segments is not None:

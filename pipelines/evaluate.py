@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.errors import InputMissing
 from models import plots
 from models.arrears import ArrearsModel, infer_spec, to_matrix
 from models.metrics import (
@@ -34,6 +35,8 @@ from pipelines.tracking import Tracker
 from pipelines.train import load_table, split_roles
 
 log = logging.getLogger(__name__)
+#: The columns expected loss needs: exposure = positive balance + mean bill x horizon.
+EXPOSURE_COLUMNS = ("balance", "amount_mean_3m")
 
 
 @dataclass(frozen=True)
@@ -85,34 +88,46 @@ def evaluate_model(
     the metrics written."""
     table = load_table(features, labels, params.target)
     roles = split_roles(table, params, label.horizon_months)
-    test = table[(roles == "test").to_numpy()].reset_index(drop=True)
     model = ArrearsModel.load(model_dir)
-    X = to_matrix(test, model.spec_)
-    y = test[params.target].to_numpy()
-    pd_, raw = model.predict_proba(X), model.predict_raw(X)
+    test, y, pd_, raw, evaluated_on = _scored(table, roles, model, model_dir, params)
     grade = assign_grades(pd_, grades.names, grades.upper_pd)
     gtable = grade_table(y, pd_, grade, grades.names)
-    exposure, el = expected_loss(
-        pd_,
-        test["balance"].to_numpy(),
-        test["amount_mean_3m"].to_numpy(),
-        label.horizon_months,
-        grades.lgd,
-    )
+    exposure = el = None
+    missing = [c for c in EXPOSURE_COLUMNS if c not in test.columns]
+    if missing:
+        log.warning(
+            "expected loss skipped: the table has no %s (exposure = positive balance + mean "
+            "bill of 3 months x horizon)",
+            " or ".join(missing),
+        )
+    else:
+        exposure, el = expected_loss(
+            pd_,
+            test["balance"].to_numpy(),
+            test["amount_mean_3m"].to_numpy(),
+            label.horizon_months,
+            grades.lgd,
+        )
     trained = json.loads((model_dir / "train.json").read_text())
     metrics = {
         "model": classification_metrics(y, pd_),
         "model_uncalibrated": classification_metrics(y, raw),
         "baseline": trained["test"]["baseline"],
+        "calibration": trained.get("calibration"),
         "grades": gtable.replace({np.nan: None}).to_dict("records"),
         "grades_rates_rise": rates_rise(gtable),
         "grades_rank_breaks": rank_breaks(gtable),
-        "expected_loss": {
-            "total": float(el.sum()),
-            "exposure": float(exposure.sum()),
-            "lgd": grades.lgd,
-            "mean_pd": float(pd_.mean()),
-        },
+        "expected_loss": (
+            {"skipped": f"no {' or '.join(missing)} column in the feature table"}
+            if el is None
+            else {
+                "total": float(el.sum()),
+                "exposure": float(exposure.sum()),
+                "lgd": grades.lgd,
+                "mean_pd": float(pd_.mean()),
+            }
+        ),
+        "evaluated_on": evaluated_on,
         "test": {
             "first": str(test["as_of"].min().date()),
             "last": str(test["as_of"].max().date()),
@@ -121,13 +136,13 @@ def evaluate_model(
         # labelled snapshots left out of train, valid and test: their ledger misses rows
         "left_out_incomplete_ledger": table.attrs.get("incomplete_ledger", 0),
     }
-    if truth is not None and (truth / "monthly.parquet").exists():
+    if truth is not None and (truth / "monthly.parquet").exists() and evaluated_on == "test":
         metrics["oracle"] = _oracle(truth, table, roles, params, label.horizon_months)
         metrics["oracle"]["auc_gap"] = metrics["oracle"]["auc"] - metrics["model"]["auc"]
     _write_reports(reports, plots_dir, y, pd_, raw, metrics, gtable)
-    scored = test[["customer_id", "as_of", params.target]].assign(
-        pd=pd_, grade=grade.astype(str), exposure=exposure, expected_loss=el
-    )
+    scored = test[["customer_id", "as_of", params.target]].assign(pd=pd_, grade=grade.astype(str))
+    if el is not None:
+        scored = scored.assign(exposure=exposure, expected_loss=el)
     write_parquet(scored, reports / "test_scores.parquet")
     write_json(metrics, metrics_path)
     log.info(
@@ -137,6 +152,24 @@ def evaluate_model(
         metrics["grades_rates_rise"],
     )
     return metrics
+
+
+def _scored(table, roles, model: ArrearsModel, model_dir: Path, params: TrainParams):
+    """The rows judged, their outcomes, calibrated and raw probabilities, and what they are:
+    the test set, or (a random split with nothing held out) every training row's
+    out-of-fold scores from the train stage (``cv_scores.parquet``)."""
+    test = table[(roles == "test").to_numpy()].reset_index(drop=True)
+    if len(test):
+        X = to_matrix(test, model.spec_)
+        y = test[params.target].to_numpy()
+        return test, y, model.predict_proba(X), model.predict_raw(X), "test"
+    path = model_dir / "cv_scores.parquet"
+    if not path.exists():
+        raise InputMissing(f"{path}: no test set and no cross-validated scores (rerun train)")
+    cv = pd.read_parquet(path)
+    rows = cv[["customer_id", "as_of"]].merge(table, on=["customer_id", "as_of"], how="left")
+    on = f"cross_validation ({params.split.folds} folds, out of fold)"
+    return rows, cv[params.target].to_numpy(), cv["pd"].to_numpy(), cv["raw"].to_numpy(), on
 
 
 def _oracle(
@@ -203,5 +236,6 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
     out.update({f"baseline_{k}": metrics["baseline"][k] for k in ("auc", "ks", "ece")})
     if "oracle" in metrics:
         out["oracle_auc"] = metrics["oracle"]["auc"]
-    out["expected_loss_total"] = metrics["expected_loss"]["total"]
+    if "total" in metrics["expected_loss"]:
+        out["expected_loss_total"] = metrics["expected_loss"]["total"]
     return out

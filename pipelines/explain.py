@@ -152,8 +152,9 @@ def run(params: Params, paths: Paths) -> dict:
     keys, x = _decide(rows, model)
     keys = KEYS.validate(keys)
     reasons = x.reasons
-    reasons.insert(0, "as_of", keys["as_of"].to_numpy()[reasons["row"]])
-    reasons.insert(0, "customer_id", keys["customer_id"].to_numpy()[reasons["row"]])
+    at = reasons["row"].to_numpy()  # typed even when no row has a reason (a table of one's own)
+    reasons.insert(0, "as_of", pd.array(keys["as_of"].to_numpy()[at], dtype="datetime64[us]"))
+    reasons.insert(0, "customer_id", pd.array(keys["customer_id"].to_numpy()[at], dtype="str"))
     reasons = REASONS.validate(reasons.drop(columns="row"))
     write_parquet(pd.concat([keys, x.contrib], axis=1), paths.out / "contributions.parquet")
     write_parquet(pd.concat([keys, x.grouped], axis=1), paths.out / "causes.parquet")

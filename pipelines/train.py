@@ -25,6 +25,7 @@ from models.metrics import classification_metrics
 from models.scorecard import WoEScorecard
 from models.split import out_of_time_split, random_split
 from pipelines.config import LabelParams, Params, TrainParams
+from pipelines.io import write_parquet
 from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
@@ -59,19 +60,17 @@ def _log(tracker: Tracker, params: TrainParams, summary: dict, out: Path, model,
     """The training run with the model as a pyfunc (``pipelines.serving.ArrearsPyfunc``: the
     LightGBM text model, calibrator and feature list), its signature and input example."""
     import mlflow
-    from mlflow.models import infer_signature
 
-    from pipelines.serving import ArrearsPyfunc
+    from pipelines.serving import ArrearsPyfunc, signature
 
     registered = MODEL_NAME if params.register_model else None
     with tracker.stage_run("train", flat_params(params), flat_metrics(summary)):
         mlflow.log_artifacts(str(out), artifact_path="arrears")
-        signature = infer_signature(example, ArrearsPyfunc.of(model).predict(None, example))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=ArrearsPyfunc(),
             artifacts={"model_dir": str(out)},
-            signature=signature,
+            signature=signature(model),
             input_example=example,
             registered_model_name=registered,
             pip_requirements=model_requirements(),
@@ -114,9 +113,7 @@ def load_table(features: Path, labels: Path | None, target: str) -> pd.DataFrame
 def split_roles(table: pd.DataFrame, params: TrainParams, horizon: int) -> pd.Series:
     s = params.split
     if s.kind == "random":
-        return random_split(
-            len(table), s.valid_share, s.test_share, params.seed, table[params.target].to_numpy()
-        )
+        return random_split(len(table), s.test_share, params.seed, table[params.target].to_numpy())
     return out_of_time_split(table["as_of"], horizon, s.valid_snapshots, s.test_snapshots)
 
 
@@ -124,8 +121,27 @@ def booster_params(params: TrainParams) -> BoosterParams:
     return BoosterParams(**{k: getattr(params, k) for k in BoosterParams.__dataclass_fields__})
 
 
-def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams):
-    """Split, fit the model and the baseline; return them with the roles and test metrics."""
+@dataclass
+class Fitted:
+    """What :func:`fit` returns: the model, the baseline, each row's role, the metrics and,
+    for a random split, every training row's out-of-fold scores (``cv``)."""
+
+    model: ArrearsModel
+    baseline: WoEScorecard
+    roles: pd.Series
+    metrics: dict
+    cv: pd.DataFrame | None = None
+
+
+def _single_class(y, part: dict) -> None:
+    for r, m in part.items():
+        if m.any() and (y[m].sum() == 0 or y[m].sum() == m.sum()):
+            raise TrainError(f"the {r} set has a single class; check the split and the labels")
+
+
+def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams) -> Fitted:
+    """Split, fit the model and the baseline; return them with the roles and the metrics:
+    on the test set, or (a random split with ``test_share: 0``) cross-validated."""
     roles = split_roles(table, params, label.horizon_months)
     directions = {n: f.risk_direction for n, f in BY_NAME.items()}
     spec = infer_spec(
@@ -139,23 +155,51 @@ def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams):
     X = to_matrix(table, spec)
     y = table[params.target].to_numpy()
     part = {r: (roles == r).to_numpy() for r in ("train", "valid", "test")}
-    for r, m in part.items():
-        if y[m].sum() == 0 or y[m].sum() == m.sum():
-            raise TrainError(f"the {r} set has a single class; check the split and the labels")
-    model = ArrearsModel(booster_params(params), params.calibration, params.monotone)
-    model.fit(X[part["train"]], y[part["train"]], X[part["valid"]], y[part["valid"]], spec)
-    baseline = WoEScorecard().fit(
-        table.loc[part["train"], spec.columns], y[part["train"]], spec.categorical
+    _single_class(y, part)
+    model = ArrearsModel(
+        booster_params(params), params.calibration, params.monotone, params.split.folds
     )
-    test = part["test"]
-    metrics = {
-        "model": classification_metrics(y[test], model.predict_proba(X[test])),
-        "model_uncalibrated": classification_metrics(y[test], model.predict_raw(X[test])),
-        "baseline": classification_metrics(
-            y[test], baseline.predict_proba(table.loc[test, spec.columns])
-        ),
-    }
-    return model, baseline, roles, metrics
+    train, test = part["train"], part["test"]
+    feats = table.loc[:, spec.columns]
+    cv = None
+    if params.split.kind == "random":
+        model.fit_cv(X[train], y[train], spec, params.split.folds)
+        cv = table.loc[train, list(KEYS)].assign(
+            **{params.target: y[train]}, raw=model.cv_["raw"], pd=model.cv_["pd"]
+        )
+    else:
+        model.fit(X[train], y[train], X[part["valid"]], y[part["valid"]], spec)
+    baseline = WoEScorecard().fit(feats[train], y[train], spec.categorical)
+    if test.any():
+        metrics = {
+            "evaluated_on": "test",
+            "model": classification_metrics(y[test], model.predict_proba(X[test])),
+            "model_uncalibrated": classification_metrics(y[test], model.predict_raw(X[test])),
+            "baseline": classification_metrics(y[test], baseline.predict_proba(feats[test])),
+        }
+    else:  # nothing held out: the out-of-fold scores of the fold models, cross-fitted PDs
+        yt = y[train]
+        base_cv = _baseline_cv(feats[train], yt, spec.categorical, params)
+        metrics = {
+            "evaluated_on": f"cross_validation ({params.split.folds} folds, out of fold)",
+            "model": classification_metrics(yt, model.cv_["pd"]),
+            "model_uncalibrated": classification_metrics(yt, model.cv_["raw"]),
+            "baseline": classification_metrics(yt, base_cv),
+        }
+    return Fitted(model, baseline, roles, metrics, cv)
+
+
+def _baseline_cv(feats: pd.DataFrame, y, categorical: list[str], params: TrainParams):
+    """The scorecard's out-of-fold probabilities over the same folds as the model."""
+    from models.calibration import stratified_folds
+
+    fold = stratified_folds(y, params.split.folds, params.seed)
+    out = pd.Series(0.0, index=feats.index)
+    for k in range(params.split.folds):
+        held = fold == k
+        card = WoEScorecard().fit(feats[~held], y[~held], categorical)
+        out[held] = card.predict_proba(feats[held])
+    return out.to_numpy()
 
 
 def train_model(
@@ -164,11 +208,17 @@ def train_model(
     """Fit and write the model's folder; returns the summary (``train.json``), the model and
     an input example."""
     table = load_table(features, labels, params.target)
-    model, baseline, roles, metrics = fit(table, params, label)
+    f = fit(table, params, label)
+    model, metrics = f.model, f.metrics
     out.mkdir(parents=True, exist_ok=True)
     model.save(out)
-    (out / "baseline.json").write_text(json.dumps(baseline.to_dict()))
-    dates = table.groupby(roles)["as_of"].agg(["min", "max", "size"])
+    (out / "baseline.json").write_text(json.dumps(f.baseline.to_dict()))
+    cv_path = out / "cv_scores.parquet"
+    if f.cv is not None:
+        write_parquet(f.cv, cv_path)
+    elif cv_path.exists():
+        cv_path.unlink()  # a random split's scores, from an earlier run
+    dates = table.groupby(f.roles)["as_of"].agg(["min", "max", "size"])
     split = {
         r: {"first": str(d["min"].date()), "last": str(d["max"].date()), "rows": int(d["size"])}
         for r, d in dates.iterrows()
@@ -183,21 +233,39 @@ def train_model(
         "best_iteration": model.best_iteration_,
         "features": len(model.spec_.columns),
         "constrained": len(model.spec_.monotone) if params.monotone else 0,
+        "calibration": _rounded(model.calibration_),
         "test": metrics,
     }
     (out / "train.json").write_text(json.dumps(summary, indent=2))
     log.info(
-        "arrears model: test AUC %.4f (baseline %.4f), %d trees",
+        "arrears model (%s): AUC %.4f (baseline %.4f), %d trees, calibration %s "
+        "(held-out ECE %.4f -> %.4f)",
+        metrics["evaluated_on"],
         metrics["model"]["auc"],
         metrics["baseline"]["auc"],
         model.best_iteration_,
+        model.calibration_["chosen"],
+        model.calibration_["ece_before"],
+        model.calibration_["ece_after"],
     )
     return summary, model, input_example(model, table)
+
+
+def _rounded(report: dict) -> dict:
+    """The calibration report with its figures to 6 digits (stable across platforms)."""
+    out = dict(report)
+    out["candidates"] = {
+        m: {k: round(v, 6) for k, v in s.items()} for m, s in report["candidates"].items()
+    }
+    out["ece_before"], out["ece_after"] = (round(report[k], 6) for k in ("ece_before", "ece_after"))
+    return out
 
 
 def flat_metrics(summary: dict) -> dict[str, float]:
     """Test metrics of the model and the baseline, flat, for MLflow."""
     out = {f"test_{k}": v for k, v in summary["test"]["model"].items() if k != "n"}
+    out["calibration_ece_before"] = summary["calibration"]["ece_before"]
+    out["calibration_ece_after"] = summary["calibration"]["ece_after"]
     out.update({f"baseline_{k}": v for k, v in summary["test"]["baseline"].items() if k != "n"})
     out["best_iteration"] = summary["best_iteration"]
     return out

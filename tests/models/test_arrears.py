@@ -29,9 +29,9 @@ def table(small_base):
 def _fit(table, seed=1, monotone=True):
     directions = {n: f.risk_direction for n, f in BY_NAME.items()}
     spec = infer_spec(table, "in_arrears", [], directions=directions)
-    roles = random_split(len(table), 0.2, 0.2, 0, table["in_arrears"].to_numpy())
+    roles = random_split(len(table), 0.2, 0, table["in_arrears"].to_numpy())
     X, y = to_matrix(table, spec), table["in_arrears"].to_numpy()
-    tr, va = (roles == "train").to_numpy(), (roles == "valid").to_numpy()
+    tr, va = (roles == "train").to_numpy(), (roles == "test").to_numpy()
     params = BoosterParams(
         num_leaves=15,
         n_estimators=300,

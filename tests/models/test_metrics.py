@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models.calibration import Calibrator
+from models.calibration import Calibrator, select
 from models.metrics import (
     assign_grades,
     classification_metrics,
@@ -84,9 +84,64 @@ def test_out_of_time_split_needs_snapshots():
 
 def test_random_split_is_stratified_and_seeded():
     y = np.array([0] * 900 + [1] * 100)
-    a, b = random_split(1000, 0.2, 0.2, 7, y), random_split(1000, 0.2, 0.2, 7, y)
+    a, b = random_split(1000, 0.2, 7, y), random_split(1000, 0.2, 7, y)
     assert a.equals(b)
     assert (a[y == 1] == "test").sum() == 20 and (a == "test").sum() == 200
+    assert set(random_split(1000, 0.0, 7, y)) == {"train"}  # nothing held out
+
+
+def test_selection_leaves_a_calibrated_score_as_it_is():
+    """A score that is already calibrated: a map's held-out gain is noise (Platt's is
+    1.5e-5 in log-loss here, yet it would move the riskiest PDs by 1.5 points), so none is
+    shipped."""
+    rng = np.random.default_rng(5)
+    p = rng.beta(1, 12, 20_000)
+    y = (rng.random(len(p)) < p).astype(int)
+    cal, report = select(p, y, seed=0)
+    assert report["candidates"]["platt"]["log_loss"] < report["candidates"]["identity"]["log_loss"]
+    assert report["candidates"]["platt"]["gain_z"] < 2
+    assert report["chosen"] == "identity"
+    np.testing.assert_array_equal(cal.transform(p), p)
+
+
+def test_identity_is_shipped_when_every_map_worsens_the_held_out_figures():
+    """Outcomes independent of a calibrated-looking score on few rows: the maps fitted on
+    other folds only add noise on the held-out one, so nothing is shipped but the score."""
+    rng = np.random.default_rng(2)
+    p = np.full(400, 0.1) + rng.normal(0, 1e-4, 400)
+    y = (rng.random(400) < 0.1).astype(int)
+    cal, report = select(p, y, methods=("isotonic",), seed=0)
+    assert (
+        report["candidates"]["isotonic"]["log_loss"] > report["candidates"]["identity"]["log_loss"]
+    )
+    assert report["chosen"] == "identity" and cal.method == "identity"
+    np.testing.assert_array_equal(cal.transform(p), p)
+
+
+def test_selection_fixes_a_distorted_score_and_never_worsens_held_out_figures():
+    rng = np.random.default_rng(6)
+    true = rng.beta(1, 12, 20_000)
+    y = (rng.random(len(true)) < true).astype(int)
+    raw = np.clip(true * 2.5, 0, 0.99)  # overconfident
+    cal, report = select(raw, y, seed=0)
+    assert report["chosen"] in {"platt", "isotonic"}
+    chosen = report["candidates"][report["chosen"]]
+    base = report["candidates"]["identity"]
+    assert chosen["log_loss"] <= base["log_loss"] and chosen["ece"] <= base["ece"]
+    assert chosen["gain_z"] >= 2
+    assert report["ece_after"] < report["ece_before"] / 3
+    # the cross-fitted probabilities are held out: each fold's map never saw its rows
+    assert len(report["pd_cv"]) == len(y)
+    assert Calibrator.from_dict(cal.to_dict()).transform(raw) == pytest.approx(cal.transform(raw))
+
+
+def test_a_named_method_is_shipped_and_reported_even_where_it_does_not_help():
+    rng = np.random.default_rng(5)
+    p = rng.beta(1, 12, 5_000)
+    y = (rng.random(len(p)) < p).astype(int)
+    cal, report = select(p, y, force="isotonic")
+    assert cal.method == "isotonic" and report["chosen"] == "isotonic"
+    assert set(report["candidates"]) == {"identity", "platt", "isotonic"}
 
 
 def test_grades_master_scale_and_table():

@@ -371,8 +371,9 @@ def test_scoring_with_models_from_the_registry(
         (model_dir / f.name).write_bytes(f.read_bytes())
     from models.arrears import ArrearsModel
 
-    train._log(tracker, params.train, {"test": {"model": {}, "baseline": {}}, "best_iteration": 1},
-               model_dir, ArrearsModel.load(model_dir), rows.head(5))  # fmt: skip
+    summary = json.loads((model_dir / "train.json").read_text())
+    train._log(tracker, params.train, summary, model_dir, ArrearsModel.load(model_dir),
+               rows.head(5))  # fmt: skip
     seg_paths = segment.Paths(
         root / "features" / "features.parquet", seg, segmented[0] / "reports",
         segmented[0] / "segments.json",

