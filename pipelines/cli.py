@@ -165,6 +165,33 @@ def predict(
 
 
 @app.command()
+def tune(
+    features: Table,
+    out: Annotated[Path, typer.Option(help="the result (JSON): best settings, every trial")],
+    labels: Annotated[
+        Path | None, typer.Option(help="labels (Parquet); omit if in FEATURES")
+    ] = None,
+    trials: Annotated[int, typer.Option(help="at most this many trials", min=1)] = 30,
+    timeout: Annotated[
+        float | None, typer.Option(help="stop starting trials after this many seconds")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Search leaves, minimum child samples, learning rate, L2 and feature fraction by
+    held-out log-loss (cross-validation, or the validation snapshots); log it to MLflow."""
+    from pipelines import tune as stage
+
+    result = _guard(
+        lambda: stage.run(_params(params), stage.Paths(features, out, labels), trials, timeout)
+    )
+    typer.echo(
+        f"held-out log-loss {result['best']['log_loss']:.5f} "
+        f"(now {result['current']['log_loss']:.5f}) after {result['trials']} trials; "
+        f"to try it: {result['dvc_exp_run']}"
+    )
+
+
+@app.command()
 def promote(
     model_name: Annotated[str, typer.Option("--model", help="registered model")] = (
         "gridscore-arrears"

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from features.catalog import BY_NAME
 from features.errors import GridscoreError, InputMissing
-from models.arrears import KEYS, ArrearsModel, BoosterParams, infer_spec, to_matrix
+from models.arrears import KEYS, ArrearsModel, BoosterParams, FeatureSpec, infer_spec, to_matrix
 from models.metrics import classification_metrics
 from models.scorecard import WoEScorecard
 from models.split import out_of_time_split, random_split
@@ -121,6 +121,19 @@ def booster_params(params: TrainParams) -> BoosterParams:
     return BoosterParams(**{k: getattr(params, k) for k in BoosterParams.__dataclass_fields__})
 
 
+def feature_spec(table: pd.DataFrame, params: TrainParams) -> FeatureSpec:
+    """The model's features: inferred from the table, as params.yaml overrides, with the
+    catalog's risk directions."""
+    return infer_spec(
+        table,
+        params.target,
+        list(params.exclude),
+        None if params.numeric is None else list(params.numeric),
+        None if params.categorical is None else list(params.categorical),
+        {n: f.risk_direction for n, f in BY_NAME.items()},
+    )
+
+
 @dataclass
 class Fitted:
     """What :func:`fit` returns: the model, the baseline, each row's role, the metrics and,
@@ -143,15 +156,7 @@ def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams) -> Fitted:
     """Split, fit the model and the baseline; return them with the roles and the metrics:
     on the test set, or (a random split with ``test_share: 0``) cross-validated."""
     roles = split_roles(table, params, label.horizon_months)
-    directions = {n: f.risk_direction for n, f in BY_NAME.items()}
-    spec = infer_spec(
-        table,
-        params.target,
-        list(params.exclude),
-        None if params.numeric is None else list(params.numeric),
-        None if params.categorical is None else list(params.categorical),
-        directions,
-    )
+    spec = feature_spec(table, params)
     X = to_matrix(table, spec)
     y = table[params.target].to_numpy()
     part = {r: (roles == r).to_numpy() for r in ("train", "valid", "test")}

@@ -230,3 +230,29 @@ def test_the_pyfunc_takes_a_csv_with_numeric_looking_codes_and_ids(byo, tmp_path
 
     want = model.predict_proba(to_matrix(test, model.spec_))
     np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_tune_writes_its_result_then_logs_a_run_per_trial(byo, tmp_path, monkeypatch):
+    root, _, _ = byo
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["tracking"]["enabled"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = runner.invoke(
+        app,
+        ["tune", "--features", str(root / "train.parquet"), "--out", str(tmp_path / "tune.json"),
+         "--trials", "3", "--params", str(tmp_path / "params.yaml")],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    result = json.loads((tmp_path / "tune.json").read_text())
+    assert result["held_out"] == "cross-validation" and result["rows"] == 3340
+    assert result["trials"] == 3 and result["current"]["number"] == 0
+    assert result["best"]["log_loss"] <= result["current"]["log_loss"]
+    assert result["dvc_exp_run"].startswith("dvc exp run -S train.num_leaves=")
+    assert "to try it: dvc exp run" in out.output
+    runs = mlflow.search_runs(experiment_names=[raw["tracking"]["experiment"]])
+    parent = runs[runs["tags.gridscore.stage"] == "tune"]
+    assert len(parent) == 1
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]]
+    assert len(children) == 3 and children["metrics.log_loss"].notna().all()
