@@ -81,6 +81,20 @@ def figures(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def ece_floor(p: np.ndarray, draws: int = 200, seed: int = 0) -> float:
+    """The ECE (10 bins) a perfectly calibrated PD shows on these rows: the mean over
+    ``draws`` outcomes drawn from the PDs themselves (what sampling alone accounts for)."""
+    rng = np.random.default_rng(seed)
+    return float(
+        np.mean(
+            [
+                expected_calibration_error((rng.random(len(p)) < p).astype(int), p, bins=10)
+                for _ in range(draws)
+            ]
+        )
+    )
+
+
 def byo_params(params: Params, folds: int = 5) -> Params:
     """params.yaml's train section for a one-snapshot table with the target ``bad``."""
     split = params.train.split.model_copy(
@@ -98,6 +112,7 @@ def gridscore(train: pd.DataFrame, test: pd.DataFrame, params: Params, work: Pat
     model = ArrearsModel.load(work / "model")
     scored = predict(model, test.drop(columns=TARGET), params.grades.names, params.grades.upper_pd)
     out = figures(test[TARGET].to_numpy(), scored["pd"].to_numpy())
+    out["ece_if_calibrated"] = ece_floor(scored["pd"].to_numpy())
     out["calibration"] = summary["calibration"]["chosen"]
     out["trees"] = summary["best_iteration"]
     out["cv_auc"] = summary["test"]["model"]["auc"]
@@ -192,7 +207,9 @@ def main() -> None:
     runs = [compare(frame, seed, params, args.tune) for seed in range(args.seeds)]
     rows = []
     for name in runs[0]:
-        for metric in ("auc", "ks", "ece", "log_loss"):
+        for metric in ("auc", "ks", "ece", "ece_if_calibrated", "log_loss"):
+            if metric not in runs[0][name]:
+                continue
             values = np.array([r[name][metric] for r in runs])
             rows.append(
                 (name, metric, values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0)
