@@ -10,9 +10,12 @@ resident memory (ru_maxrss) is that run's own:
      and each partition written atomically, with the reconciliation.
 
 Models: the DVC artifacts of the default pipeline (`dvc repro` first): artifacts/arrears,
-artifacts/segments. Params: params.yaml (partition_customers 50,000), tracking off.
+artifacts/segments. Params: params.yaml (partition_customers 50,000), tracking off; with
+``--tracking`` the stage's own entry (``pipelines.score.run``) logs the run and registers
+the decision pyfunc in a SQLite store of its own, as `gridscore score` does.
 
     python benchmarks/score.py --customers 1000000 2000000 --months 36
+    python benchmarks/score.py --customers 20000 200000 --months 36 --tracking
 """
 
 from __future__ import annotations
@@ -70,13 +73,25 @@ def _features(root: Path, q) -> None:
     q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb(), "rows": summary["rows"]})
 
 
-def _score(root: Path, arrears: str, segments: str, q) -> None:
+def _score(root: Path, arrears: str, segments: str, tracking: bool, q) -> None:
+    import os
+
     from pipelines import decision, score
+    from pipelines.config import load_params
 
     p = _params().override("score", as_of=AS_OF)
     t0 = time.perf_counter()
-    model = decision.load(arrears, segments, p, root / "models").model
-    rec = score.score_base(root / "validated", root / "scores", p, model, progress=False)
+    if tracking:  # the stage as `gridscore score` runs it: logged to a store of its own
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+        p = load_params(PROJECT / "params.yaml").override(
+            "score", as_of=AS_OF, arrears_model=arrears, segments_model=segments
+        )
+        (root / "quarantine").mkdir(exist_ok=True)
+        paths = score.Paths(root / "scores", root / "validated", quarantine=root / "quarantine")
+        rec = score.run(p, paths)
+    else:
+        model = decision.load(arrears, segments, p, root / "models").model
+        rec = score.score_base(root / "validated", root / "scores", p, model, progress=False)
     seconds = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in (root / "scores").glob("part-*.parquet"))
     q.put(
@@ -115,6 +130,12 @@ def main() -> None:
     ap.add_argument("--arrears", default=str(PROJECT / "artifacts" / "arrears"))
     ap.add_argument("--segments", default=str(PROJECT / "artifacts" / "segments"))
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument(
+        "--tracking",
+        action="store_true",
+        help="score through the stage with MLflow on (a SQLite store per size): the run, "
+        "its input example and the registered decision pyfunc",
+    )
     args = ap.parse_args()
     for path in (args.arrears, args.segments):
         if not Path(path).exists():
@@ -126,7 +147,7 @@ def main() -> None:
             gen = _measure(_generate, n, args.months, root)
             base = _measure(_features, root)
             shutil.rmtree(root / "features", ignore_errors=True)
-            run = _measure(_score, root, args.arrears, args.segments)
+            run = _measure(_score, root, args.arrears, args.segments, args.tracking)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         results[n] = {"generate": gen, "features_baseline": base, "score": run}

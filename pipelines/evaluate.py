@@ -30,7 +30,7 @@ from models.metrics import (
     rates_rise,
 )
 from pipelines.config import GradeParams, LabelParams, Params, TrainParams
-from pipelines.io import write_json, write_parquet
+from pipelines.io import exclusive, write_json, write_parquet
 from pipelines.tracking import Tracker
 from pipelines.train import load_table, split_roles
 
@@ -51,7 +51,13 @@ class Paths:
 
 
 def run(params: Params, paths: Paths) -> dict:
-    """Run the stage; the metrics and figures are added to the training run in MLflow."""
+    """Run the stage; the metrics and figures are added to the training run in MLflow.
+    One run at a time holds ``paths.reports`` (``pipelines.io.exclusive``)."""
+    with exclusive(paths.reports):
+        return _stage(params, paths)
+
+
+def _stage(params: Params, paths: Paths) -> dict:
     metrics = evaluate_model(
         paths.features,
         paths.labels,

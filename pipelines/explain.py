@@ -19,6 +19,7 @@ row of the feature table, decides and explains it with the same model and code, 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from models.policy import ACTION_TEXT, service_levels
 from models.reasons import BY_CODE, CATALOG_VERSION, CAUSES, CURRENCY_ZH, cause_of
 from pipelines import decision
 from pipelines.config import Params
-from pipelines.io import write_json, write_parquet
+from pipelines.io import exclusive, write_json, write_parquet
 from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,13 @@ def _model(params: Params, model_dir: Path, segments: Path | None, workdir: Path
 
 
 def run(params: Params, paths: Paths) -> dict:
-    """Run the stage; see the module docstring. Returns the summary."""
+    """Run the stage; see the module docstring. Returns the summary. One run at a time
+    holds ``paths.out`` (``pipelines.io.exclusive``)."""
+    with exclusive(paths.out):
+        return _stage(params, paths)
+
+
+def _stage(params: Params, paths: Paths) -> dict:
     table = _read_features(paths.features)
     day = decision_day(params, table["as_of"])
     rows = table[table["as_of"] == day].reset_index(drop=True)
@@ -147,7 +154,7 @@ def run(params: Params, paths: Paths) -> dict:
         raise NotFound(f"{paths.features}: no rows at as_of {day.date()}")
     del table
     rows = _with_ledger(rows, paths.ledger)
-    with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
+    with tempfile.TemporaryDirectory(prefix=f"gridscore-models-{os.getpid()}-") as workdir:
         model = _model(params, paths.model, paths.segments, Path(workdir))
     keys, x = _decide(rows, model)
     keys = KEYS.validate(keys)
@@ -330,7 +337,7 @@ def explain_customer(
             f"customer {customer!r} has no snapshot at {day.date()}; it has "
             f"{len(days)} month ends from {days.iloc[0].date()} to {days.iloc[-1].date()}"
         )
-    with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
+    with tempfile.TemporaryDirectory(prefix=f"gridscore-models-{os.getpid()}-") as workdir:
         model = _model(params, model_dir, segments, Path(workdir))
     keys, x = _decide(_with_ledger(row, ledger), model)
     keys = keys.iloc[0]

@@ -36,7 +36,7 @@ from features.engine import Snapshots, features_of, labels_of, prepare
 from features.errors import GridscoreError
 from pipelines import streaming
 from pipelines.config import LabelParams, Params
-from pipelines.io import write_json
+from pipelines.io import exclusive, write_json
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,13 @@ class Paths:
 
 
 def run(params: Params, paths: Paths) -> dict:
-    """Run the stage; see the module docstring. Returns the summary."""
+    """Run the stage; see the module docstring. Returns the summary. One run at a time
+    holds ``paths.out`` (``pipelines.io.exclusive``)."""
+    with exclusive(paths.out):
+        return _stage(params, paths)
+
+
+def _stage(params: Params, paths: Paths) -> dict:
     started = time.perf_counter()
     label = params.label
     inputs = streaming.inputs(paths.validated)

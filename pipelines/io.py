@@ -1,14 +1,21 @@
-"""Writing at the edge: Parquet and JSON files written atomically (temporary file, rename)."""
+"""Writing at the edge: Parquet and JSON files written atomically (temporary file, rename),
+folders replaced in one step, and an output folder held by one run at a time."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from features.errors import GridscoreError
 
 
 def write_parquet(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None) -> None:
@@ -92,3 +99,85 @@ def write_skops(obj: object, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)
+
+
+class FolderBusy(GridscoreError):
+    """Another live process holds the output folder's lock."""
+
+
+_HELD: dict[str, int] = {}  # lock files this process holds -> depth (re-entrant)
+
+
+def lock_path(folder: Path) -> Path:
+    """The lock of ``folder``: beside it (``.<name>.lock``), so replacing the folder
+    (``--overwrite``) never removes the lock of the run doing it."""
+    folder = Path(folder).absolute()
+    return folder.with_name(f".{folder.name}.lock")
+
+
+@contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block: a second process that asks for it while this
+    one holds it gets :class:`FolderBusy` at once, naming the holder. The lock is the
+    kernel's (``fcntl.flock`` on the lock file), so it goes with the process: a run killed
+    at any moment leaves no lock to clear, and the next run takes it over. Re-entrant
+    within one process. Local file systems only (on NFS, ``flock`` may not be shared)."""
+    import fcntl
+
+    path = lock_path(folder)
+    key = str(path)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise FolderBusy(
+                f"{folder} is being written by another run ({holder}); wait for it to finish "
+                "or write to another folder (--overwrite does not take over a live run)"
+            ) from None
+        os.ftruncate(fd, 0)
+        started = time.strftime("%Y-%m-%dT%H:%M:%S")
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}".encode(), 0)
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def clear_stale_temp(prefix: str) -> int:
+    """Remove the temporary folders ``<tmp>/<prefix><pid>-*`` of processes no longer alive
+    (a run killed before it could clean up); returns how many were removed."""
+    import shutil
+    import tempfile
+
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = path.name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

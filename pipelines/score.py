@@ -46,7 +46,7 @@ from pipelines import notice as notices
 from pipelines import validate as validation
 from pipelines.config import Params
 from pipelines.features import FEATURE_TABLE
-from pipelines.io import write_json
+from pipelines.io import clear_stale_temp, exclusive, write_json
 from pipelines.tracking import Tracker, model_requirements, optional_schema
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ PART_KEY = b"gridscore.partition"
 MANIFEST = "_manifest.json"
 RECONCILIATION = "_reconciliation.json"
 SUCCESS = "_SUCCESS"
+#: Temporary folders of a run, named with its pid so the next run can clear a dead one's.
+SCORE_TEMP, MODELS_TEMP = "gridscore-score-", "gridscore-models-"
 
 
 class ScoreError(GridscoreError):
@@ -87,6 +89,11 @@ def run(params: Params, paths: Paths, overwrite: bool = False) -> dict:
             "give --quarantine with --validated (the validate stage's quarantine folder): "
             "without it no decision can tell a complete ledger from one with rows held back"
         )
+    with exclusive(paths.out):  # one run at a time into a folder, for the run's whole life
+        return _run_locked(params, paths, overwrite)
+
+
+def _run_locked(params: Params, paths: Paths, overwrite: bool) -> dict:
     validated, quarantine = paths.validated, paths.quarantine
     if paths.raw is not None:
         out = paths.out
@@ -95,7 +102,7 @@ def run(params: Params, paths: Paths, overwrite: bool = False) -> dict:
         summary = out.with_name(f"{out.name}.validation.json")
         validation.validate_raw(paths.raw, validated, quarantine, summary, params)
     tracker = Tracker.of(params)
-    with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
+    with tempfile.TemporaryDirectory(prefix=f"{MODELS_TEMP}{os.getpid()}-") as workdir:
         loaded = decision.load(
             params.score.arrears_model, params.score.segments_model, params, Path(workdir), tracker
         )
@@ -229,11 +236,19 @@ def score_base(
         ScoreError: ``out`` holds a run with another manifest (pass ``overwrite``), or there
             is no customer to score.
     """
+    with exclusive(out):
+        return _score_base(validated, out, params, model, quarantine, overwrite, progress)
+
+
+def _score_base(validated, out, params, model, quarantine, overwrite, progress) -> dict:
     started = time.perf_counter()
     inputs = streaming.inputs(validated)
     costs, grace = streaming.engine_settings(params)
     gaps = streaming.ledger_gaps(inputs, quarantine)
-    workdir = Path(tempfile.mkdtemp(prefix="gridscore-score-"))
+    for prefix in (SCORE_TEMP, MODELS_TEMP):  # left by runs killed before they cleaned up
+        if cleared := clear_stale_temp(prefix):
+            log.info("removed %d temporary folder(s) of dead runs (%s*)", cleared, prefix)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{SCORE_TEMP}{os.getpid()}-"))
     try:
         con = streaming.connect(params.features, workdir)
         as_of = params.score.as_of
@@ -265,6 +280,7 @@ def score_base(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(out / "_tmp", ignore_errors=True)
+    stats = _on_disk(out, manifest, {s["partition"]: s["resumed"] for s in stats})
     rec = _reconcile(stats, manifest, _quarantined(quarantine), time.perf_counter() - started)
     # the run's time is logged and tracked, not written: the same run gives the same files
     write_json({k: v for k, v in rec.items() if k != "seconds"}, out / RECONCILIATION)
@@ -279,6 +295,31 @@ def score_base(
         rec["seconds"],
     )
     return rec
+
+
+def _on_disk(out: Path, manifest: dict, resumed: dict[int, bool]) -> list[dict]:
+    """Every partition's counts as its file on disk says (its Parquet footer), after
+    checking the folder holds exactly the run's partitions, each whole, and its manifest:
+    the reconciliation and ``_SUCCESS`` rest on what a reader will find, not on what the
+    run remembers writing."""
+    on_disk = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).exists() else None
+    if on_disk != manifest:
+        raise ScoreError(f"{out}/{MANIFEST} changed under the run: not marked as finished")
+    want = [f"part-{i:05d}.parquet" for i in range(manifest["partitions"])]
+    found = sorted(p.name for p in out.glob("part-*.parquet"))
+    if found != want:
+        missing, extra = sorted(set(want) - set(found)), sorted(set(found) - set(want))
+        raise ScoreError(
+            f"{out}: partitions on disk do not match the run (missing {missing or 'none'}, "
+            f"not of this run {extra or 'none'}): not marked as finished; score again"
+        )
+    stats = []
+    for i, name in enumerate(want):
+        part = _done(out / name)
+        if part is None or part.get("partition") != i:
+            raise ScoreError(f"{out / name}: unreadable or not whole: not marked as finished")
+        stats.append({**part, "resumed": resumed.get(i, True)})
+    return stats
 
 
 def _prepare_out(out: Path, manifest: dict, overwrite: bool) -> None:
@@ -300,6 +341,7 @@ def _prepare_out(out: Path, manifest: dict, overwrite: bool) -> None:
         (out / SUCCESS).unlink(missing_ok=True)
         log.info("resuming the scoring run in %s", out)
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "_tmp", ignore_errors=True)  # a dead run's half-written partitions
     write_json(manifest, path)
 
 
@@ -402,10 +444,22 @@ def _reconcile(stats: list[dict], manifest: dict, quarantined: dict, seconds: fl
 
 
 def read_scores(out: Path) -> pd.DataFrame:
-    """The scored base as one frame (for tests, notebooks and small bases)."""
+    """The scored base as one frame (for tests, notebooks and small bases).
+
+    Raises:
+        ScoreError: the run there did not finish, or its files do not match its
+            reconciliation (a partition missing or added since).
+    """
     if not (out / SUCCESS).exists():
         raise ScoreError(f"{out}: no {SUCCESS}: the scoring run there did not finish")
     parts = sorted(out.glob("part-*.parquet"))
+    rec = json.loads((out / RECONCILIATION).read_text())
+    rows = sum(pq.read_metadata(p).num_rows for p in parts)
+    if len(parts) != rec["partitions"] or rows != rec["scored"]:
+        raise ScoreError(
+            f"{out}: {len(parts)} partition(s) with {rows} rows on disk, but the run "
+            f"reconciled {rec['partitions']} with {rec['scored']}: score again"
+        )
     frame = pq.ParquetDataset(parts).read().to_pandas() if parts else pd.DataFrame()
     return frame.reset_index(drop=True)
 

@@ -37,7 +37,7 @@ from models.arrears import ArrearsModel, to_matrix
 from models.metrics import expected_loss as credit_exposure
 from models.plots import migration_heatmap, pyramid, save
 from pipelines.config import Params, SegmentParams
-from pipelines.io import write_json, write_parquet, write_skops
+from pipelines.io import exclusive, write_json, write_parquet, write_skops
 from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,13 @@ class Paths:
 
 
 def run(params: Params, paths: Paths) -> dict:
-    """Run the stage; see the module docstring. Returns the metrics."""
+    """Run the stage; see the module docstring. Returns the metrics. One run at a time
+    holds ``paths.out`` (``pipelines.io.exclusive``)."""
+    with exclusive(paths.out):
+        return _stage(params, paths)
+
+
+def _stage(params: Params, paths: Paths) -> dict:
     metrics = build_segments(paths, params)
     tracker = Tracker.of(params)
     if tracker is not None:

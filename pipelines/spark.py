@@ -12,6 +12,7 @@ the single-machine output. Paths may be any Spark URL (``s3a://``, ``abfss://``,
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def run(params: Params, job: Job) -> int:
             con.close()
         streaming.check_as_of(pd.Timestamp(job.as_of), start, end, params.score.allow_ahead)
     tracker = Tracker(params.tracking.experiment)
-    with tempfile.TemporaryDirectory(prefix="gridscore-models-") as workdir:
+    with tempfile.TemporaryDirectory(prefix=f"gridscore-models-{os.getpid()}-") as workdir:
         if job.decision_model is not None:
             model = decision.load_pyfunc(job.decision_model, tracker)
         else:

@@ -25,7 +25,7 @@ from models.metrics import classification_metrics
 from models.scorecard import WoEScorecard
 from models.split import out_of_time_split, random_split
 from pipelines.config import LabelParams, Params, TrainParams
-from pipelines.io import write_parquet
+from pipelines.io import exclusive, write_parquet
 from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,13 @@ class Paths:
 
 
 def run(params: Params, paths: Paths) -> dict:
-    """Run the stage: fit, write the model's folder, log and register it. Returns the summary."""
+    """Run the stage: fit, write the model's folder, log and register it. Returns the
+    summary. One run at a time holds ``paths.out`` (``pipelines.io.exclusive``)."""
+    with exclusive(paths.out):
+        return _stage(params, paths)
+
+
+def _stage(params: Params, paths: Paths) -> dict:
     summary, model, example = train_model(
         paths.features, paths.labels, paths.out, params.train, params.label
     )

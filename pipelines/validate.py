@@ -19,7 +19,7 @@ from features.contract import TABLE_NAMES, TABLES, arrow_schema, validated_schem
 from features.errors import GridscoreError
 from features.validation import QUARANTINE_COLUMNS, TableResult, validate_table
 from pipelines.config import Params, ValidateParams
-from pipelines.io import replace_folder, write_json, write_parquet
+from pipelines.io import exclusive, replace_folder, write_json, write_parquet
 from pipelines.raw import read_raw_table
 from pipelines.tracking import Tracker
 
@@ -39,7 +39,13 @@ class Paths:
 
 
 def run(params: Params, paths: Paths) -> dict:
-    """Run the stage; see the module docstring. Returns the summary."""
+    """Run the stage; see the module docstring. Returns the summary. One run at a time
+    holds ``paths.out`` (``pipelines.io.exclusive``)."""
+    with exclusive(paths.out):
+        return _stage(params, paths)
+
+
+def _stage(params: Params, paths: Paths) -> dict:
     summary = validate_raw(paths.raw, paths.out, paths.quarantine, paths.summary, params)
     tracker = Tracker.of(params)
     if tracker is not None:

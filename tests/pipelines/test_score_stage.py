@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -502,3 +503,46 @@ def test_notice_on_demand_is_the_stage_notice_and_refuses_a_customer_not_asked(s
     refused = CliRunner().invoke(app, [*args, "--customer", other])
     assert refused.exit_code == 2
     assert "was not asked for a deposit or guarantee" in refused.output
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused_and_the_first_finishes_whole(
+    default_run, segmented, base_slice, tmp_path
+):
+    """Two real ``gridscore score`` processes into one folder (a scheduler retry, an
+    operator relaunch with --overwrite): the second is refused while the first lives, and
+    the first ends with every partition, reconciled from the files on disk."""
+    root, _, _ = default_run
+    seg = segmented[0] / "model"
+    inputs = base_slice[:2]
+    params_path = _params(tmp_path, partition_customers=240)
+    out = tmp_path / "scores"
+    first = subprocess.Popen(
+        _cli(params_path, root, seg, out, inputs=inputs), stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while not (out / score.MANIFEST).exists():  # written under the lock: the first holds it
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+        time.sleep(0.05)
+    second = CliRunner().invoke(
+        app, [*_cli(params_path, root, seg, out, inputs=inputs)[1:], "--overwrite"]
+    )
+    finished = first.wait(timeout=300)
+    assert second.exit_code == 2, second.output
+    assert f"is being written by another run (pid {first.pid} " in second.output
+    assert finished == 0, first.stderr.read()
+    rec = json.loads((out / score.RECONCILIATION).read_text())
+    assert rec["balanced"] and rec["partitions"] == 5 and rec["partitions_resumed"] == 0
+    got = score.read_scores(out).sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got, base_slice[3].sort_values("customer_id", ignore_index=True))
+    # a partition lost after the run: the folder no longer reads as finished ...
+    (out / "part-00002.parquet").unlink()
+    with pytest.raises(score.ScoreError, match="4 partition"):
+        score.read_scores(out)
+    manifest = json.loads((out / score.MANIFEST).read_text())
+    with pytest.raises(score.ScoreError, match=r"missing \['part-00002.parquet'\]"):
+        score._on_disk(out, manifest, {})
+    # ... and a rerun scores only what is missing
+    again = CliRunner().invoke(app, _cli(params_path, root, seg, out, inputs=inputs)[1:])
+    assert again.exit_code == 0, again.output
+    rec = json.loads((out / score.RECONCILIATION).read_text())
+    assert rec["partitions_resumed"] == 4 and len(score.read_scores(out)) == len(got)

@@ -1,0 +1,61 @@
+"""An output folder held by one live process at a time, with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipelines.io import FolderBusy, clear_stale_temp, exclusive, lock_path
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from pipelines.io import exclusive
+with exclusive(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def _holder(folder):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_process_is_refused_while_the_first_lives_then_takes_a_dead_ones_lock(tmp_path):
+    out = tmp_path / "scores"
+    holder = _holder(out)
+    try:
+        busy = rf"being written by another run \(pid {holder.pid} "
+        with pytest.raises(FolderBusy, match=busy), exclusive(out):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)  # killed as by the OOM killer: no cleanup runs
+        holder.wait()
+    assert lock_path(out).exists()  # the file stays; the kernel's lock went with the process
+    with exclusive(out):  # taken over at once
+        assert f"pid {os.getpid()} " in lock_path(out).read_text()
+        with exclusive(out):  # re-entrant within the process
+            pass
+
+
+def test_temporary_folders_of_dead_processes_are_cleared(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    (tmp_path / f"gridscore-score-{dead}-abc").mkdir()
+    (tmp_path / f"gridscore-score-{os.getpid()}-def").mkdir()  # alive: kept
+    time.sleep(0.1)
+    assert clear_stale_temp("gridscore-score-") == 1
+    assert [p.name for p in tmp_path.iterdir()] == [f"gridscore-score-{os.getpid()}-def"]
