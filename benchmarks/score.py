@@ -15,7 +15,7 @@ artifacts/segments. Params: params.yaml (partition_customers 50,000), tracking o
 the decision pyfunc in a SQLite store of its own, as `gridscore score` does.
 
     python benchmarks/score.py --customers 1000000 2000000 --months 36
-    python benchmarks/score.py --customers 20000 200000 --months 36 --tracking
+    python benchmarks/score.py --customers 20000 200000 --months 36 --tracking --partition 10000
 """
 
 from __future__ import annotations
@@ -73,18 +73,22 @@ def _features(root: Path, q) -> None:
     q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb(), "rows": summary["rows"]})
 
 
-def _score(root: Path, arrears: str, segments: str, tracking: bool, q) -> None:
+def _score(root: Path, arrears: str, segments: str, tracking: bool, partition: int, q) -> None:
     import os
 
     from pipelines import decision, score
     from pipelines.config import load_params
 
-    p = _params().override("score", as_of=AS_OF)
+    p = _params().override("score", as_of=AS_OF, partition_customers=partition)
     t0 = time.perf_counter()
     if tracking:  # the stage as `gridscore score` runs it: logged to a store of its own
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
         p = load_params(PROJECT / "params.yaml").override(
-            "score", as_of=AS_OF, arrears_model=arrears, segments_model=segments
+            "score",
+            as_of=AS_OF,
+            arrears_model=arrears,
+            segments_model=segments,
+            partition_customers=partition,
         )
         (root / "quarantine").mkdir(exist_ok=True)
         paths = score.Paths(root / "scores", root / "validated", quarantine=root / "quarantine")
@@ -131,6 +135,12 @@ def main() -> None:
     ap.add_argument("--segments", default=str(PROJECT / "artifacts" / "segments"))
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument(
+        "--partition",
+        type=int,
+        default=50_000,
+        help="score.partition_customers (memory is flat in the base only below it)",
+    )
+    ap.add_argument(
         "--tracking",
         action="store_true",
         help="score through the stage with MLflow on (a SQLite store per size): the run, "
@@ -147,7 +157,7 @@ def main() -> None:
             gen = _measure(_generate, n, args.months, root)
             base = _measure(_features, root)
             shutil.rmtree(root / "features", ignore_errors=True)
-            run = _measure(_score, root, args.arrears, args.segments, args.tracking)
+            run = _measure(_score, root, args.arrears, args.segments, args.tracking, args.partition)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         results[n] = {"generate": gen, "features_baseline": base, "score": run}

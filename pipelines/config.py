@@ -294,6 +294,12 @@ class TrackingParams(_Frozen):
 
     experiment: str = "gridscore"
     enabled: bool = True
+    unreachable: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="a tracking server that does not answer: stop before the work, or skip "
+        "tracking and write the outputs",
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
 
 class Params(_Frozen):

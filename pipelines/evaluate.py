@@ -53,6 +53,7 @@ class Paths:
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; the metrics and figures are added to the training run in MLflow.
     One run at a time holds ``paths.reports`` (``pipelines.io.exclusive``)."""
+    Tracker.of(params)  # a dead tracking server stops the stage before any work
     with exclusive(paths.reports):
         return _stage(params, paths)
 

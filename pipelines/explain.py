@@ -142,6 +142,7 @@ def _model(params: Params, model_dir: Path, segments: Path | None, workdir: Path
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; see the module docstring. Returns the summary. One run at a time
     holds ``paths.out`` (``pipelines.io.exclusive``)."""
+    Tracker.of(params)  # a dead tracking server stops the stage before any work
     with exclusive(paths.out):
         return _stage(params, paths)
 

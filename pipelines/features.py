@@ -37,6 +37,7 @@ from features.errors import GridscoreError
 from pipelines import streaming
 from pipelines.config import LabelParams, Params
 from pipelines.io import exclusive, write_json
+from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class Paths:
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; see the module docstring. Returns the summary. One run at a time
     holds ``paths.out`` (``pipelines.io.exclusive``)."""
+    Tracker.of(params)  # a dead tracking server stops the stage before any work
     with exclusive(paths.out):
         return _stage(params, paths)
 

@@ -89,6 +89,7 @@ def run(params: Params, paths: Paths, overwrite: bool = False) -> dict:
             "give --quarantine with --validated (the validate stage's quarantine folder): "
             "without it no decision can tell a complete ledger from one with rows held back"
         )
+    Tracker.of(params)  # a dead tracking server stops the run before any work
     with exclusive(paths.out):  # one run at a time into a folder, for the run's whole life
         return _run_locked(params, paths, overwrite)
 

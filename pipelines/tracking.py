@@ -44,6 +44,27 @@ class TrackingError(GridscoreError):
     """The registry has no such model or version, or a run lacks what is asked of it."""
 
 
+class TrackingUnreachable(TrackingError):
+    """The tracking server does not answer."""
+
+
+_PROBED: dict[str, str | None] = {}  # server -> why it does not answer (None: it does); once
+
+
+def _probe(uri: str, timeout: float) -> str | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+            reply.read()
+    except urllib.error.HTTPError as exc:  # it answered: an old server without /health
+        return f"tracking server {uri} answers HTTP {exc.code}" if exc.code >= 500 else None
+    except (urllib.error.URLError, OSError) as exc:
+        return f"tracking server {uri} does not answer ({getattr(exc, 'reason', exc)})"
+    return None
+
+
 class Tracker:
     """One MLflow store and experiment."""
 
@@ -53,8 +74,39 @@ class Tracker:
 
     @classmethod
     def of(cls, params: Params) -> Tracker | None:
-        """The tracker params.yaml asks for, or None when tracking is off."""
-        return cls(params.tracking.experiment) if params.tracking.enabled else None
+        """The tracker params.yaml asks for, or None when tracking is off, or when its server
+        does not answer and ``tracking.unreachable`` is ``skip`` (said in the log). Called at
+        the start of a stage, so a dead server stops it before any work.
+
+        Raises:
+            TrackingUnreachable: the server does not answer within
+                ``tracking.timeout_seconds`` and ``tracking.unreachable`` is ``fail``.
+        """
+        if not params.tracking.enabled:
+            return None
+        tracker = cls(params.tracking.experiment)
+        known = tracker.uri in _PROBED
+        problem = tracker.unreachable(params.tracking.timeout_seconds)
+        if problem is None:
+            return tracker
+        if params.tracking.unreachable == "skip":
+            if not known:  # said once per process
+                log.warning("tracking skipped: %s (tracking.unreachable: skip)", problem)
+            return None
+        raise TrackingUnreachable(
+            f"{problem}; start it, point MLFLOW_TRACKING_URI at one that answers, or set "
+            "tracking.enabled: false (tracking.unreachable: skip writes the outputs untracked)"
+        )
+
+    def unreachable(self, timeout: float) -> str | None:
+        """Why the tracking server does not answer (its ``/health`` within ``timeout``
+        seconds), or None when it does or the store is local (SQLite, files)."""
+        uri = self.uri
+        if not uri.startswith(("http://", "https://")):
+            return None
+        if uri not in _PROBED:
+            _PROBED[uri] = _probe(uri, timeout)
+        return _PROBED[uri]
 
     # ------------------------------------------------------------------ where runs go
 

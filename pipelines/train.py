@@ -48,6 +48,7 @@ class Paths:
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage: fit, write the model's folder, log and register it. Returns the
     summary. One run at a time holds ``paths.out`` (``pipelines.io.exclusive``)."""
+    Tracker.of(params)  # a dead tracking server stops the stage before any work
     with exclusive(paths.out):
         return _stage(params, paths)
 

@@ -49,6 +49,7 @@ def splits_of(roles, y: np.ndarray, kind: str, folds: int, seed: int):
 
 def run(params: Params, paths: Paths, trials: int, timeout: float | None) -> dict:
     """Run the search, write and log the result; returns it (as written)."""
+    tracker = Tracker.of(params)  # a dead tracking server stops the search before it starts
     t = params.train
     table = load_table(paths.features, paths.labels, t.target)
     roles = split_roles(table, t, params.label.horizon_months).to_numpy()
@@ -69,7 +70,6 @@ def run(params: Params, paths: Paths, trials: int, timeout: float | None) -> dic
         result.stopped_by,
         summary["dvc_exp_run"],
     )
-    tracker = Tracker.of(params)
     if tracker is not None:
         _log(tracker, result)
     return summary

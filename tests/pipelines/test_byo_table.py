@@ -256,3 +256,34 @@ def test_tune_writes_its_result_then_logs_a_run_per_trial(byo, tmp_path, monkeyp
     assert len(parent) == 1
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]]
     assert len(children) == 3 and children["metrics.log_loss"].notna().all()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens
+
+
+@pytest.mark.parametrize("unreachable", ["fail", "skip"])
+def test_a_dead_tracking_server_stops_the_stage_before_any_work_or_is_skipped(
+    byo, tmp_path, monkeypatch, unreachable
+):
+    root, _, _ = byo
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["tracking"].update(enabled=True, unreachable=unreachable, timeout_seconds=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    args = ["train", "--features", str(root / "train.parquet"), "--out", str(tmp_path / "model")]
+    out = runner.invoke(app, [*args, "--params", str(tmp_path / "params.yaml")])
+    if unreachable == "fail":
+        assert out.exit_code == 2
+        lines = [line for line in out.output.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "does not answer" in lines[0], out.output
+        assert "tracking.enabled: false" in lines[0]
+        assert not (tmp_path / "model").exists()  # stopped before any work
+    else:
+        assert out.exit_code == 0, out.output
+        assert (tmp_path / "model" / "model.txt").exists()
+        assert not (tmp_path / "model.mlflow.json").exists()  # no run noted: none logged
