@@ -198,8 +198,12 @@ def _log(tracker: Tracker, params: Params, paths: Paths, summary: dict) -> None:
         "as_of": summary["as_of"],
         "catalog_version": CATALOG_VERSION,
     }
+    note = tracker.read_note(paths.model)  # the train stage's registered version, if any
+    if note and note.get("name") and note.get("version"):
+        run_params["arrears_model_registered"] = f"{note['name']}/{note['version']}"
     reports = paths.reports
-    with tracker.stage_run("explain", run_params, metrics) as mlrun:
+    read = [paths.features, paths.model, *([paths.segments] if paths.segments else [])]
+    with tracker.stage_run("explain", run_params, metrics, read) as mlrun:
         tracker.log_files(
             [paths.summary, *sorted(reports.glob("*.csv")), *sorted(reports.glob("*.png"))]
         )

@@ -131,9 +131,9 @@ def _log(tracker: Tracker, params: Params, validated: Path, out: Path, rec: dict
         quarantine_refs="payments.parquet:1 zero_amount 2024-01-01",
     )
     metrics = {k: rec[k] for k in ("customers_in", "scored", "flagged", "seconds")}
-    run_params = {"as_of": rec["as_of"], **model.versions}
+    run_params = {"as_of": rec["as_of"], **model.versions, **_registered(tracker, params)}
     with (
-        tracker.stage_run("score", run_params, metrics),
+        tracker.stage_run("score", run_params, metrics, _read(validated, params)),
         tempfile.TemporaryDirectory() as tmp,
     ):
         tracker.log_files([out / RECONCILIATION, out / MANIFEST], "score")
@@ -158,6 +158,31 @@ def _log(tracker: Tracker, params: Params, validated: Path, out: Path, rec: dict
         )
     registered = decision.DECISION_MODEL if params.score.register_model else None
     tracker.note(out, tracker.register_candidate(info, registered))
+
+
+def _model_folders(params: Params) -> list[Path]:
+    where = (params.score.arrears_model, params.score.segments_model)
+    return [Path(w) for w in where if not str(w).startswith("models:/")]
+
+
+def _read(validated: Path, params: Params) -> list[Path]:
+    """The data a scoring run reads: the validated tables and the model folders."""
+    return [validated, *_model_folders(params)]
+
+
+def _registered(tracker: Tracker, params: Params) -> dict[str, str]:
+    """The registered version (``gridscore-arrears/19``) of each model loaded from a folder
+    whose stage noted one; a registry URI's version is in ``model.versions`` already."""
+    out = {}
+    for folder, key in zip(
+        (Path(params.score.arrears_model), Path(params.score.segments_model)),
+        ("arrears_model_registered", "segments_model_registered"),
+        strict=True,
+    ):
+        note = None if str(folder).startswith("models:") else tracker.read_note(folder)
+        if note and note.get("name") and note.get("version"):
+            out[key] = f"{note['name']}/{note['version']}"
+    return out
 
 
 # ---------------------------------------------------------------- the output's Arrow schema

@@ -98,7 +98,8 @@ def _log(tracker: Tracker, params: SegmentParams, paths: Paths, metrics: dict) -
         *sorted(paths.reports.glob("*.png")),
         *sorted(paths.reports.glob("*.csv")),
     ]
-    with tracker.stage_run("segment", params.model_dump(mode="json"), flat):
+    read = [paths.features, *([paths.model] if paths.model is not None else [])]
+    with tracker.stage_run("segment", params.model_dump(mode="json"), flat, read):
         tracker.log_files(files, "segment")
         info = mlflow.sklearn.log_model(
             pipe,

@@ -13,11 +13,12 @@ metrics logged), adds files and models inside it, and notes the run beside its D
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata as md
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -138,18 +139,24 @@ class Tracker:
     # ------------------------------------------------------------------ runs
 
     @contextmanager
-    def stage_run(self, stage: str, params: dict, metrics: dict[str, float]) -> Iterator:
-        """An MLflow run of a stage, tagged with it, with its params and metrics logged."""
+    def stage_run(
+        self, stage: str, params: dict, metrics: dict[str, float], inputs: Sequence[Path] = ()
+    ) -> Iterator:
+        """An MLflow run of a stage, with its params and metrics, tagged with what made it
+        (:func:`provenance`: the git commit, the hashes of the data ``inputs`` it read, a
+        description) and those inputs logged as datasets (``mlflow.log_input``)."""
         import mlflow
 
         client = self.client()
+        tags, data = provenance(stage, inputs, self.project_dir)
         with mlflow.start_run(
             experiment_id=self._experiment_id(client),
             run_name=stage,
-            tags={"gridscore.stage": stage},
+            tags={"gridscore.stage": stage, **tags},
         ) as run:
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
+            _log_inputs(data, stage)
             yield run
         log.info("logged %s run %s to %s", stage, run.info.run_id, self.uri)
 
@@ -179,7 +186,7 @@ class Tracker:
         as ``name``, its version, which gets the alias ``candidate``."""
         out = {"run_id": info.run_id, "model_uri": info.model_uri}
         if name:
-            out["version"] = str(info.registered_model_version)
+            out["name"], out["version"] = name, str(info.registered_model_version)
             self.client().set_registered_model_alias(name, CANDIDATE, out["version"])
             log.info("registered %s version %s as %s", name, out["version"], CANDIDATE)
         return out
@@ -295,3 +302,97 @@ def optional_schema(frame, required: tuple[str, ...]):
         return "string"
 
     return Schema([ColSpec(kind(frame[c]), c, required=c in required) for c in frame.columns])
+
+
+# ---------------------------------------------------------------------- provenance
+
+
+def _git(project_dir: Path, *args: str) -> str | None:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=project_dir, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _dvc_outputs(project_dir: Path) -> dict[str, str]:
+    """Every stage output's hash in dvc.lock, by path."""
+    import yaml
+
+    lock = project_dir / "dvc.lock"
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    return {
+        o["path"]: o.get("md5") or o.get("hash", "")
+        for st in stages.values()
+        for o in st.get("outs", [])
+    }
+
+
+def _file_md5(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(
+    stage: str, inputs: Sequence[Path] = (), project_dir: Path = Path(".")
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The tags of a stage's run and its data inputs as (path, hash).
+
+    Tags: ``mlflow.source.git.commit`` (and ``gridscore.git_dirty``: uncommitted changes
+    to tracked files), ``gridscore.input.<path>`` for each of ``inputs``: the hash dvc.lock
+    records for it where an earlier stage wrote it (the data this run read; a stage's own
+    entry is updated only after it), else the MD5 of a file (a table of one's own), else
+    ``not hashed`` (a folder outside the pipeline), and ``mlflow.note.content``, the run's
+    description. Outside a git checkout what cannot be known is left out.
+    """
+    tags: dict[str, str] = {}
+    commit = _git(project_dir, "rev-parse", "HEAD")
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        dirty = _git(project_dir, "status", "--porcelain", "--untracked-files=no")
+        tags["gridscore.git_dirty"] = "true" if dirty else "false"
+    outs = _dvc_outputs(project_dir)
+    root = project_dir.resolve()
+    data = []
+    for given in inputs:
+        path = Path(given).resolve()
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+        if rel in outs:
+            digest = outs[rel]
+        elif path.is_file():
+            digest = _file_md5(path)
+        else:
+            digest = "not hashed"
+        data.append((rel, digest))
+        tags[f"gridscore.input.{rel}"] = digest
+    said = ", ".join(f"{rel} ({digest[:12]})" for rel, digest in data) or "none given"
+    at = "no git commit"
+    if commit:
+        local = " with local changes" if tags["gridscore.git_dirty"] == "true" else ""
+        at = f"commit {commit[:12]}{local}"
+    tags["mlflow.note.content"] = f"gridscore {stage} at {at}; data: {said}."
+    return tags, data
+
+
+def _log_inputs(inputs: list, stage: str) -> None:
+    """Each data input as an MLflow dataset (its path and DVC hash; nothing is read)."""
+    import warnings
+
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for path, digest in inputs:
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local path
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(Path(path).resolve()))
+        mlflow.log_input(MetaDataset(source, name=path, digest=digest[:36]), context=stage)

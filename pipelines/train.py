@@ -59,11 +59,27 @@ def _stage(params: Params, paths: Paths) -> dict:
     )
     tracker = Tracker.of(params)
     if tracker is not None:
-        _log(tracker, params.train, summary, paths.out, model, example)
+        _log(
+            tracker,
+            params.train,
+            summary,
+            paths.out,
+            model,
+            example,
+            [paths.features, paths.labels],
+        )
     return summary
 
 
-def _log(tracker: Tracker, params: TrainParams, summary: dict, out: Path, model, example) -> None:
+def _log(
+    tracker: Tracker,
+    params: TrainParams,
+    summary: dict,
+    out: Path,
+    model,
+    example,
+    inputs: list[Path | None] = (),
+) -> None:
     """The training run with the model as a pyfunc (``pipelines.serving.ArrearsPyfunc``: the
     LightGBM text model, calibrator and feature list), its signature and input example."""
     import mlflow
@@ -71,7 +87,8 @@ def _log(tracker: Tracker, params: TrainParams, summary: dict, out: Path, model,
     from pipelines.serving import ArrearsPyfunc, signature
 
     registered = MODEL_NAME if params.register_model else None
-    with tracker.stage_run("train", flat_params(params), flat_metrics(summary)):
+    read = [p for p in inputs if p is not None]
+    with tracker.stage_run("train", flat_params(params), flat_metrics(summary), read):
         mlflow.log_artifacts(str(out), artifact_path="arrears")
         info = mlflow.pyfunc.log_model(
             name="model",

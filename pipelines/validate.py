@@ -54,7 +54,7 @@ def _stage(params: Params, paths: Paths) -> dict:
             "raw": str(paths.raw),
             "max_quarantine_share": params.validate_.max_quarantine_share,
         }
-        with tracker.stage_run("validate", run_params, metrics(summary)):
+        with tracker.stage_run("validate", run_params, metrics(summary), [paths.raw]):
             tracker.log_files([paths.summary])
     return summary
 

@@ -287,3 +287,35 @@ def test_a_dead_tracking_server_stops_the_stage_before_any_work_or_is_skipped(
         assert out.exit_code == 0, out.output
         assert (tmp_path / "model" / "model.txt").exists()
         assert not (tmp_path / "model.mlflow.json").exists()  # no run noted: none logged
+
+
+def test_a_run_names_the_commit_the_data_and_the_model_version(byo, tmp_path, monkeypatch):
+    """Against a real SQLite store: the train run's tags and datasets say what made it."""
+    import hashlib
+    import subprocess
+
+    root, _, _ = byo
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["tracking"]["enabled"] = True
+    raw["train"]["register_model"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    table = root / "train.parquet"
+    args = ["train", "--features", str(table), "--out", str(tmp_path / "model")]
+    out = runner.invoke(app, [*args, "--params", str(tmp_path / "params.yaml")])
+    assert out.exit_code == 0, out.output
+    client = mlflow.MlflowClient()
+    note = json.loads((tmp_path / "model.mlflow.json").read_text())
+    assert note["name"] == "gridscore-arrears" and note["version"] == "1"
+    run = client.get_run(note["run_id"])
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True, text=True
+    ).stdout.strip()
+    assert run.data.tags["mlflow.source.git.commit"] == commit
+    digest = hashlib.md5(table.read_bytes(), usedforsecurity=False).hexdigest()
+    assert run.data.tags[f"gridscore.input.{table}"] == digest
+    assert f"{table} ({digest[:12]})" in run.data.tags["mlflow.note.content"]
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert dataset.name == str(table) and dataset.digest == digest[:36]
+    version = client.get_model_version("gridscore-arrears", "1")
+    assert version.run_id == run.info.run_id
