@@ -8,11 +8,14 @@ logs. What the user can fix (:class:`features.errors.GridscoreError`) is printed
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import pyarrow as pa
 import typer
 
 from features.errors import GridscoreError
@@ -40,13 +43,39 @@ def _configure(
     )
 
 
+#: What the machine, not the code, can be short of: each is said in one line, exit code 2.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _disk_problem(exc: OSError) -> bool:
+    """A full disk or an output that cannot be written, from the OS or from pyarrow (whose
+    OSError carries the errno only in its text)."""
+    if exc.errno in _DISK_ERRORS:
+        return True
+    text = str(exc)
+    return exc.errno is None and any(
+        f"[errno {code}]" in text.lower() or os.strerror(code) in text for code in _DISK_ERRORS
+    )
+
+
 def _guard(call: Callable[[], T]) -> T:
-    """Run ``call``; a user's error becomes one line and exit code 2."""
+    """Run ``call``; a user's error becomes one line and exit code 2, and so does a full
+    disk, a read-only or forbidden output, or a Parquet file that cannot be decoded (the
+    outputs are written beside and renamed, so nothing half-written is left marked done).
+    Anything else is a bug and keeps its traceback."""
     try:
         return call()
     except GridscoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        message = str(exc)
+    except OSError as exc:
+        if not _disk_problem(exc):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        message = f"{where}{exc.strerror or exc}; no output was marked as done"
+    except pa.ArrowInvalid as exc:  # a damaged page the footer check could not see
+        message = f"a Parquet input could not be decoded ({exc}); write it again"
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def _params(path: Path, section: str | None = None, **options) -> Params:

@@ -181,3 +181,32 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class DamagedInput(GridscoreError):
+    """An input Parquet file cannot be read: empty, truncated or not Parquet."""
+
+
+def readable(*paths: Path | None) -> None:
+    """Check that every Parquet input (a file, or every ``*.parquet`` in a folder) opens:
+    its footer is there and parses. A stage calls it before any work, so a truncated or
+    empty file stops it with one line naming the file, not a traceback midway.
+
+    Raises:
+        DamagedInput: a file is empty, truncated or not Parquet.
+    """
+    for given in paths:
+        if given is None or not Path(given).exists():
+            continue  # a missing input has its own message where it is read
+        path = Path(given)
+        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        for file in files:
+            if file.suffix != ".parquet":
+                continue
+            try:
+                pq.read_metadata(file)
+            except (pa.ArrowException, OSError) as exc:
+                raise DamagedInput(
+                    f"{file}: not a readable Parquet file ({exc}); it is empty, truncated or "
+                    "damaged: write it again (dvc repro, or the stage that made it)"
+                ) from exc

@@ -23,7 +23,7 @@ from models.arrears import ArrearsModel
 from models.predict import predict
 from pipelines.config import Params
 from pipelines.decision import arrears_folder
-from pipelines.io import write_parquet
+from pipelines.io import readable, write_parquet
 from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def read_table(path: Path) -> pd.DataFrame:
         raise InputMissing(f"{path}: no such feature table")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
+        readable(path)
         return pq.read_table(path).to_pandas(date_as_object=False)
     if suffix == ".csv":
         return pd.read_csv(path, keep_default_na=False, na_values=[""], low_memory=False)

@@ -46,7 +46,7 @@ from pipelines import notice as notices
 from pipelines import validate as validation
 from pipelines.config import Params
 from pipelines.features import FEATURE_TABLE
-from pipelines.io import clear_stale_temp, exclusive, write_json
+from pipelines.io import clear_stale_temp, exclusive, readable, write_json
 from pipelines.tracking import Tracker, model_requirements, optional_schema
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ def run(params: Params, paths: Paths, overwrite: bool = False) -> dict:
             "without it no decision can tell a complete ledger from one with rows held back"
         )
     Tracker.of(params)  # a dead tracking server stops the run before any work
+    readable(paths.validated, paths.quarantine, paths.raw)  # empty or truncated Parquet: one line
     with exclusive(paths.out):  # one run at a time into a folder, for the run's whole life
         return _run_locked(params, paths, overwrite)
 

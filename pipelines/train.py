@@ -25,7 +25,7 @@ from models.metrics import classification_metrics
 from models.scorecard import WoEScorecard
 from models.split import out_of_time_split, random_split
 from pipelines.config import LabelParams, Params, TrainParams
-from pipelines.io import exclusive, write_parquet
+from pipelines.io import exclusive, readable, write_parquet
 from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ def run(params: Params, paths: Paths) -> dict:
     """Run the stage: fit, write the model's folder, log and register it. Returns the
     summary. One run at a time holds ``paths.out`` (``pipelines.io.exclusive``)."""
     Tracker.of(params)  # a dead tracking server stops the stage before any work
+    readable(
+        *[paths.features, paths.labels]
+    )  # an empty or truncated Parquet input: one line, before any work
     with exclusive(paths.out):
         return _stage(params, paths)
 

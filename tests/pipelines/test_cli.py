@@ -165,3 +165,44 @@ def test_the_default_store_is_the_project_s_own(tiny_raw, tmp_path, monkeypatch)
     assert exp.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
     (run,) = client.search_runs([exp.experiment_id])
     assert (tmp_path / "mlartifacts" / run.info.run_id / "artifacts" / "validation.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_an_empty_or_truncated_parquet_input_is_one_line_naming_the_file(
+    tiny_raw, tmp_path, damage
+):
+    """A validated table cut short (a copy interrupted, a full disk at the writer): the next
+    stage stops before any work, naming the file; nothing is written."""
+    ok = runner.invoke(app, _validate_args(tiny_raw, tmp_path))
+    assert ok.exit_code == 0, ok.output
+    bills = tmp_path / "validated" / "bills.parquet"
+    data = bills.read_bytes()
+    bills.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    out = runner.invoke(
+        app,
+        ["features", "--validated", str(tmp_path / "validated"), "--out", str(tmp_path / "f"),
+         "--summary", str(tmp_path / "f.json"), "--params", str(PARAMS)],
+    )  # fmt: skip
+    assert out.exit_code == 2
+    lines = [line for line in out.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and f"{bills}: not a readable Parquet file" in lines[0]
+    assert "Traceback" not in out.output and not (tmp_path / "f").exists()
+
+
+def test_a_full_disk_is_one_line_and_exit_2(capsys):
+    """A real ENOSPC from the kernel (/dev/full) through the CLI's guard."""
+    import typer
+
+    from pipelines.cli import _guard
+
+    def write() -> None:
+        with open("/dev/full", "w") as fh:
+            fh.write("x" * 100_000)
+
+    with pytest.raises(typer.Exit) as stopped:
+        _guard(write)
+    assert stopped.value.exit_code == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == ["error: No space left on device; no output was marked as done"]
+    with pytest.raises(ZeroDivisionError):  # a bug is not turned into a user error
+        _guard(lambda: 1 / 0)
