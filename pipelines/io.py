@@ -166,14 +166,15 @@ def clear_stale_temp(prefix: str) -> int:
     removed = 0
     for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
         pid = path.name[len(prefix) :].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with this pid is alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

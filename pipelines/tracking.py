@@ -18,12 +18,14 @@ import importlib.metadata as md
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from features.errors import GridscoreError
 from pipelines.config import Params
+from pipelines.io import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +151,37 @@ class Tracker:
 
         client = self.client()
         tags, data = provenance(stage, inputs, self.project_dir)
+        experiment = self._experiment_id(client)
+        self.close_dead_runs(client, experiment)
+        owner = {"gridscore.pid": str(os.getpid()), "gridscore.host": socket.gethostname()}
         with mlflow.start_run(
-            experiment_id=self._experiment_id(client),
+            experiment_id=experiment,
             run_name=stage,
-            tags={"gridscore.stage": stage, **tags},
+            tags={"gridscore.stage": stage, **owner, **tags},
         ) as run:
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
             _log_inputs(data, stage)
             yield run
         log.info("logged %s run %s to %s", stage, run.info.run_id, self.uri)
+
+    @staticmethod
+    def close_dead_runs(client, experiment_id: str) -> int:
+        """Mark ``KILLED`` the runs still ``RUNNING`` whose process, on this host, is gone (a
+        stage killed while it logged); returns how many. Runs of other hosts are left."""
+        host = socket.gethostname()
+        closed = 0
+        for run in client.search_runs(
+            [experiment_id], "attributes.status = 'RUNNING'", max_results=200
+        ):
+            tags = run.data.tags
+            pid = tags.get("gridscore.pid", "")
+            if tags.get("gridscore.host") != host or not pid.isdigit() or process_alive(int(pid)):
+                continue
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed += 1
+            log.info("run %s of a killed process (pid %s) marked KILLED", run.info.run_id, pid)
+        return closed
 
     @staticmethod
     def log_files(files: list[Path], artifact_path: str | None = None) -> None:

@@ -59,3 +59,33 @@ def test_temporary_folders_of_dead_processes_are_cleared(tmp_path, monkeypatch):
     time.sleep(0.1)
     assert clear_stale_temp("gridscore-score-") == 1
     assert [p.name for p in tmp_path.iterdir()] == [f"gridscore-score-{os.getpid()}-def"]
+
+
+_KILLED_WHILE_LOGGING = """
+import os, signal, sys
+from pipelines.tracking import Tracker
+with Tracker("gridscore-test").stage_run("train", {"a": 1}, {"m": 0.5}):
+    print("logging", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed while its run is open
+"""
+
+
+def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next(tmp_path, monkeypatch):
+    import mlflow
+
+    from pipelines.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_WHILE_LOGGING], capture_output=True, text=True
+    )
+    assert killed.returncode == -signal.SIGKILL and "logging" in killed.stdout
+    client = mlflow.MlflowClient(uri)
+    (left,) = client.search_runs([client.get_experiment_by_name("gridscore-test").experiment_id])
+    assert left.info.status == "RUNNING"
+    with Tracker("gridscore-test").stage_run("train", {"a": 2}, {"m": 0.6}):
+        pass
+    assert client.get_run(left.info.run_id).info.status == "KILLED"
+    runs = client.search_runs([left.info.experiment_id], "attributes.status = 'FINISHED'")
+    assert len(runs) == 1
