@@ -30,7 +30,8 @@ from models.metrics import (
     rates_rise,
 )
 from pipelines.config import GradeParams, LabelParams, Params, TrainParams
-from pipelines.io import exclusive, readable, write_json, write_parquet
+from pipelines.io import write_json, write_parquet
+from pipelines.stage import guarded
 from pipelines.tracking import Tracker
 from pipelines.train import load_table, split_roles
 
@@ -52,13 +53,10 @@ class Paths:
 
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; the metrics and figures are added to the training run in MLflow.
-    One run at a time holds ``paths.reports`` (``pipelines.io.exclusive``)."""
-    Tracker.of(params)  # a dead tracking server stops the stage before any work
-    readable(
-        *[paths.features, paths.labels]
-    )  # an empty or truncated Parquet input: one line, before any work
-    with exclusive(paths.reports):
-        return _stage(params, paths)
+    One run at a time holds ``paths.reports`` (``pipelines.stage.guarded``)."""
+    return guarded(
+        params, paths.reports, [paths.features, paths.labels], lambda: _stage(params, paths)
+    )
 
 
 def _stage(params: Params, paths: Paths) -> dict:

@@ -38,7 +38,8 @@ from models.policy import ACTION_TEXT, service_levels
 from models.reasons import BY_CODE, CATALOG_VERSION, CAUSES, CURRENCY_ZH, cause_of
 from pipelines import decision
 from pipelines.config import Params
-from pipelines.io import exclusive, readable, write_json, write_parquet
+from pipelines.io import write_json, write_parquet
+from pipelines.stage import guarded
 from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -141,13 +142,8 @@ def _model(params: Params, model_dir: Path, segments: Path | None, workdir: Path
 
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; see the module docstring. Returns the summary. One run at a time
-    holds ``paths.out`` (``pipelines.io.exclusive``)."""
-    Tracker.of(params)  # a dead tracking server stops the stage before any work
-    readable(
-        *[paths.features, paths.ledger]
-    )  # an empty or truncated Parquet input: one line, before any work
-    with exclusive(paths.out):
-        return _stage(params, paths)
+    holds ``paths.out`` (``pipelines.stage.guarded``)."""
+    return guarded(params, paths.out, [paths.features, paths.ledger], lambda: _stage(params, paths))
 
 
 def _stage(params: Params, paths: Paths) -> dict:

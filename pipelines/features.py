@@ -36,8 +36,8 @@ from features.engine import Snapshots, features_of, labels_of, prepare
 from features.errors import GridscoreError
 from pipelines import streaming
 from pipelines.config import LabelParams, Params
-from pipelines.io import exclusive, readable, write_json
-from pipelines.tracking import Tracker
+from pipelines.io import write_json
+from pipelines.stage import guarded
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +98,10 @@ class Paths:
 
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; see the module docstring. Returns the summary. One run at a time
-    holds ``paths.out`` (``pipelines.io.exclusive``)."""
-    Tracker.of(params)  # a dead tracking server stops the stage before any work
-    readable(
-        *[paths.validated, paths.quarantine]
-    )  # an empty or truncated Parquet input: one line, before any work
-    with exclusive(paths.out):
-        return _stage(params, paths)
+    holds ``paths.out`` (``pipelines.stage.guarded``)."""
+    return guarded(
+        params, paths.out, [paths.validated, paths.quarantine], lambda: _stage(params, paths)
+    )
 
 
 def _stage(params: Params, paths: Paths) -> dict:

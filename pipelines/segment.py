@@ -37,7 +37,8 @@ from models.arrears import ArrearsModel, to_matrix
 from models.metrics import expected_loss as credit_exposure
 from models.plots import migration_heatmap, pyramid, save
 from pipelines.config import Params, SegmentParams
-from pipelines.io import exclusive, readable, write_json, write_parquet, write_skops
+from pipelines.io import write_json, write_parquet, write_skops
+from pipelines.stage import guarded
 from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,8 @@ class Paths:
 
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; see the module docstring. Returns the metrics. One run at a time
-    holds ``paths.out`` (``pipelines.io.exclusive``)."""
-    Tracker.of(params)  # a dead tracking server stops the stage before any work
-    readable(*[paths.features])  # an empty or truncated Parquet input: one line, before any work
-    with exclusive(paths.out):
-        return _stage(params, paths)
+    holds ``paths.out`` (``pipelines.stage.guarded``)."""
+    return guarded(params, paths.out, [paths.features], lambda: _stage(params, paths))
 
 
 def _stage(params: Params, paths: Paths) -> dict:

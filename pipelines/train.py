@@ -25,7 +25,8 @@ from models.metrics import classification_metrics
 from models.scorecard import WoEScorecard
 from models.split import out_of_time_split, random_split
 from pipelines.config import LabelParams, Params, TrainParams
-from pipelines.io import exclusive, readable, write_parquet
+from pipelines.io import write_parquet
+from pipelines.stage import guarded
 from pipelines.tracking import Tracker, model_requirements
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,8 @@ class Paths:
 
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage: fit, write the model's folder, log and register it. Returns the
-    summary. One run at a time holds ``paths.out`` (``pipelines.io.exclusive``)."""
-    Tracker.of(params)  # a dead tracking server stops the stage before any work
-    readable(
-        *[paths.features, paths.labels]
-    )  # an empty or truncated Parquet input: one line, before any work
-    with exclusive(paths.out):
-        return _stage(params, paths)
+    summary. One run at a time holds ``paths.out`` (``pipelines.stage.guarded``)."""
+    return guarded(params, paths.out, [paths.features, paths.labels], lambda: _stage(params, paths))
 
 
 def _stage(params: Params, paths: Paths) -> dict:

@@ -19,8 +19,9 @@ from features.contract import TABLE_NAMES, TABLES, arrow_schema, validated_schem
 from features.errors import GridscoreError
 from features.validation import QUARANTINE_COLUMNS, TableResult, validate_table
 from pipelines.config import Params, ValidateParams
-from pipelines.io import exclusive, readable, replace_folder, write_json, write_parquet
+from pipelines.io import replace_folder, write_json, write_parquet
 from pipelines.raw import read_raw_table
+from pipelines.stage import guarded
 from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,8 @@ class Paths:
 
 def run(params: Params, paths: Paths) -> dict:
     """Run the stage; see the module docstring. Returns the summary. One run at a time
-    holds ``paths.out`` (``pipelines.io.exclusive``)."""
-    Tracker.of(params)  # a dead tracking server stops the stage before any work
-    readable(*[paths.raw])  # an empty or truncated Parquet input: one line, before any work
-    with exclusive(paths.out):
-        return _stage(params, paths)
+    holds ``paths.out`` (``pipelines.stage.guarded``)."""
+    return guarded(params, paths.out, [paths.raw], lambda: _stage(params, paths))
 
 
 def _stage(params: Params, paths: Paths) -> dict:

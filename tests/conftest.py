@@ -27,6 +27,16 @@ from pipelines.config import Params, load_params  # noqa: E402
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+def example(name: str):
+    """The script ``examples/<name>.py`` as a module (examples are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, PROJECT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _params_file() -> Path:
     """The project's params.yaml with ``features.threads`` and ``train.threads`` set to this
     worker's share of the cores (what the tests run; tests of params.yaml itself read it)."""

@@ -9,7 +9,6 @@ and predict must all work on it, through the ``gridscore`` command.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import mlflow.pyfunc
@@ -21,19 +20,14 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from tests.conftest import PARAMS, PROJECT
+from tests.conftest import PARAMS, PROJECT, example
 
 runner = CliRunner()
 CATEGORICAL = ["Home", "Marital", "Records", "Job", "branch"]
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location(
-        "real_credit", PROJECT / "examples" / "real_credit.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return example("real_credit")
 
 
 @pytest.fixture(scope="module")

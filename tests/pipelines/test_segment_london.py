@@ -4,24 +4,18 @@ and segment, as docs/segments.md runs the whole trial. Runs on any pytest-xdist 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from datetime import date
 
 import pytest
 
-from tests.conftest import PROJECT, default_params
+from tests.conftest import PROJECT, default_params, example
 
 SAMPLE = PROJECT / "tests" / "data" / "london_lcl_sample"
 
 
 def _converter():
-    spec = importlib.util.spec_from_file_location(
-        "london_to_contract", PROJECT / "examples" / "london_to_contract.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return example("london_to_contract")
 
 
 @pytest.fixture(scope="module")
