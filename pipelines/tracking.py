@@ -126,6 +126,8 @@ class Tracker:
         """An ``MlflowClient`` on this store (and the fluent API pointed at it)."""
         import mlflow
 
+        if self.uri == self._default_uri:
+            relocate_store(self.project_dir)
         mlflow.set_tracking_uri(self.uri)
         return mlflow.MlflowClient(self.uri)
 
@@ -419,3 +421,54 @@ def _log_inputs(inputs: list, stage: str) -> None:
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(str(Path(path).resolve()))
         mlflow.log_input(MetaDataset(source, name=path, digest=digest[:36]), context=stage)
+
+
+# ---------------------------------------------------------------------- a copied project
+
+#: The columns of MLflow's SQLite schema (mlflow 3.17, pinned) that hold artifact locations.
+_LOCATION_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+    ("model_versions", "source"),
+)
+
+
+def relocate_store(project_dir: Path) -> int:
+    """Point the project's own store (``mlflow.db``) at this project's ``mlartifacts/``.
+
+    MLflow records artifact locations as absolute paths, so a project copied or moved
+    elsewhere would keep writing its artifacts into the original's folder, and read the
+    original's. When the store's locations name another project's ``mlartifacts/``, they
+    are rewritten, in one transaction, to this one's (where the copy of them is). Returns
+    the number of values rewritten (0 when the store is where it was made, or absent).
+    """
+    import sqlite3
+
+    db = project_dir / DEFAULT_DB
+    if not db.exists():
+        return 0
+    here = (project_dir / DEFAULT_ARTIFACTS).resolve().as_uri()
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute(
+            "SELECT artifact_location FROM experiments WHERE artifact_location LIKE ?",
+            (f"%/{DEFAULT_ARTIFACTS}",),
+        ).fetchall()
+        old = {r[0] for r in rows if r[0].startswith("file://") and r[0] != here}
+        changed = 0
+        with con:
+            for before in old:
+                for table, column in _LOCATION_COLUMNS:
+                    cur = con.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                        f"WHERE substr({column}, 1, ?) = ?",
+                        (here, len(before) + 1, len(before), before),
+                    )
+                    changed += cur.rowcount
+        if changed:
+            log.info("store moved: %d artifact locations now under %s", changed, here)
+        return changed
+    finally:
+        con.close()

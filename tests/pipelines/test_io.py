@@ -89,3 +89,31 @@ def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next(tmp_path, 
     assert client.get_run(left.info.run_id).info.status == "KILLED"
     runs = client.search_runs([left.info.experiment_id], "attributes.status = 'FINISHED'")
     assert len(runs) == 1
+
+
+def test_a_copied_project_s_store_writes_and_reads_its_own_artifacts(tmp_path, monkeypatch):
+    import shutil
+
+    import mlflow
+
+    from pipelines.tracking import Tracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    (a / "note.txt").write_text("first")
+    with Tracker("gridscore", project_dir=a).stage_run("train", {}, {}) as run:
+        mlflow.log_artifact(str(a / "note.txt"))
+    first = run.info.run_id
+    shutil.copytree(a, b)  # the project copied (or moved) elsewhere, store and artifacts
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow sets it: a new process
+    with Tracker("gridscore", project_dir=b).stage_run("train", {}, {}) as run:
+        mlflow.log_artifact(str(b / "note.txt"))
+    client = mlflow.MlflowClient(f"sqlite:///{b / 'mlflow.db'}")
+    for run_id in (first, run.info.run_id):
+        uri = client.get_run(run_id).info.artifact_uri
+        assert uri.startswith((b / "mlartifacts").as_uri()), uri
+    assert (b / "mlartifacts" / run.info.run_id / "artifacts" / "note.txt").exists()
+    assert not (a / "mlartifacts" / run.info.run_id).exists()  # the original is untouched
+    old = mlflow.MlflowClient(f"sqlite:///{a / 'mlflow.db'}").get_run(first).info.artifact_uri
+    assert old.startswith((a / "mlartifacts").as_uri())
