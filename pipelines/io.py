@@ -211,3 +211,22 @@ def readable(*paths: Path | None) -> None:
                     f"{file}: not a readable Parquet file ({exc}); it is empty, truncated or "
                     "damaged: write it again (dvc repro, or the stage that made it)"
                 ) from exc
+
+
+@contextmanager
+def staged_folder(dest: Path) -> Iterator[Path]:
+    """A folder to write ``dest``'s new content into, beside it; when the block ends it
+    replaces ``dest`` in one step (:func:`replace_folder`); when the block fails it is
+    removed and ``dest`` is left as it was: the whole new output or the previous one."""
+    import shutil
+
+    dest = Path(dest)
+    staged = dest.with_name(f".{dest.name}.staged-{os.getpid()}")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    try:
+        yield staged
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    replace_folder(staged, dest)

@@ -37,7 +37,7 @@ from models.arrears import ArrearsModel, to_matrix
 from models.metrics import expected_loss as credit_exposure
 from models.plots import migration_heatmap, pyramid, save
 from pipelines.config import Params, SegmentParams
-from pipelines.io import write_json, write_parquet, write_skops
+from pipelines.io import staged_folder, write_json, write_parquet, write_skops
 from pipelines.stage import guarded
 from pipelines.tracking import Tracker, model_requirements
 
@@ -241,27 +241,28 @@ def build_segments(paths: Paths, params: Params) -> dict:
         "same_tier_as_plain": float((table["tier"] == table["tier_plain"]).mean()),
     }
     save(pyramid(prof), reports / "pyramid.png")
-    out = paths.out
-    out.mkdir(parents=True, exist_ok=True)
-    write_skops(pipe, out / "pipeline.skops")
-    write_json(
-        {
-            "value": sp.value,
-            "tier_rule": sp.tier_rule,
-            "tier_shares": list(sp.tier_shares),
-            "bounds": [float(b) for b in bounds],
-            "hysteresis": sp.hysteresis,
-            "confirm_periods": sp.confirm_periods,
-            "fitted_as_of": str(pd.Timestamp(dates[-1]).date()),
-            "features": list(sp.features),
-            "segments": {str(k): v for k, v in names.items()},
-        },
-        out / "tiers.json",
-    )
-    keep = ["customer_id", "as_of", "cluster", "expected_margin", "expected_loss", "value",
-            "tier_plain", "tier"]  # fmt: skip
-    write_parquet(table[keep], out / "tiers.parquet")
-    write_parquet(latest[["customer_id", "tier"]], out / "latest_tiers.parquet")  # the decision's
+    with staged_folder(paths.out) as staged:  # the whole model or the previous one
+        write_skops(pipe, staged / "pipeline.skops")
+        write_json(
+            {
+                "value": sp.value,
+                "tier_rule": sp.tier_rule,
+                "tier_shares": list(sp.tier_shares),
+                "bounds": [float(b) for b in bounds],
+                "hysteresis": sp.hysteresis,
+                "confirm_periods": sp.confirm_periods,
+                "fitted_as_of": str(pd.Timestamp(dates[-1]).date()),
+                "features": list(sp.features),
+                "segments": {str(k): v for k, v in names.items()},
+            },
+            staged / "tiers.json",
+        )
+        keep = ["customer_id", "as_of", "cluster", "expected_margin", "expected_loss", "value",
+                "tier_plain", "tier"]  # fmt: skip
+        write_parquet(table[keep], staged / "tiers.parquet")
+        write_parquet(
+            latest[["customer_id", "tier"]], staged / "latest_tiers.parquet"
+        )  # the decision's
     metrics.update(
         {
             "as_of": str(pd.Timestamp(dates[-1]).date()),

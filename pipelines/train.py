@@ -25,7 +25,7 @@ from models.metrics import classification_metrics
 from models.scorecard import WoEScorecard
 from models.split import out_of_time_split, random_split
 from pipelines.config import LabelParams, Params, TrainParams
-from pipelines.io import write_parquet
+from pipelines.io import staged_folder, write_parquet
 from pipelines.stage import guarded
 from pipelines.tracking import Tracker, model_requirements
 
@@ -238,33 +238,30 @@ def train_model(
     table = load_table(features, labels, params.target)
     f = fit(table, params, label)
     model, metrics = f.model, f.metrics
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    (out / "baseline.json").write_text(json.dumps(f.baseline.to_dict()))
-    cv_path = out / "cv_scores.parquet"
-    if f.cv is not None:
-        write_parquet(f.cv, cv_path)
-    elif cv_path.exists():
-        cv_path.unlink()  # a random split's scores, from an earlier run
-    dates = table.groupby(f.roles)["as_of"].agg(["min", "max", "size"])
-    split = {
-        r: {"first": str(d["min"].date()), "last": str(d["max"].date()), "rows": int(d["size"])}
-        for r, d in dates.iterrows()
-    }
-    (out / "split.json").write_text(
-        json.dumps({"kind": params.split.kind, "sets": split}, indent=2)
-    )
-    summary = {
-        "rows": len(table),
-        "left_out_incomplete_ledger": table.attrs.get("incomplete_ledger", 0),
-        "split": split,
-        "best_iteration": model.best_iteration_,
-        "features": len(model.spec_.columns),
-        "constrained": len(model.spec_.monotone) if params.monotone else 0,
-        "calibration": _rounded(model.calibration_),
-        "test": metrics,
-    }
-    (out / "train.json").write_text(json.dumps(summary, indent=2))
+    with staged_folder(out) as staged:  # the whole model or the previous one, never a mix
+        model.save(staged)
+        (staged / "baseline.json").write_text(json.dumps(f.baseline.to_dict()))
+        if f.cv is not None:
+            write_parquet(f.cv, staged / "cv_scores.parquet")
+        dates = table.groupby(f.roles)["as_of"].agg(["min", "max", "size"])
+        split = {
+            r: {"first": str(d["min"].date()), "last": str(d["max"].date()), "rows": int(d["size"])}
+            for r, d in dates.iterrows()
+        }
+        (staged / "split.json").write_text(
+            json.dumps({"kind": params.split.kind, "sets": split}, indent=2)
+        )
+        summary = {
+            "rows": len(table),
+            "left_out_incomplete_ledger": table.attrs.get("incomplete_ledger", 0),
+            "split": split,
+            "best_iteration": model.best_iteration_,
+            "features": len(model.spec_.columns),
+            "constrained": len(model.spec_.monotone) if params.monotone else 0,
+            "calibration": _rounded(model.calibration_),
+            "test": metrics,
+        }
+        (staged / "train.json").write_text(json.dumps(summary, indent=2))
     log.info(
         "arrears model (%s): AUC %.4f (baseline %.4f), %d trees, calibration %s "
         "(held-out ECE %.4f -> %.4f)",

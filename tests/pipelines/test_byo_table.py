@@ -313,3 +313,43 @@ def test_a_run_names_the_commit_the_data_and_the_model_version(byo, tmp_path, mo
     assert dataset.name == str(table) and dataset.digest == digest[:36]
     version = client.get_model_version("gridscore-arrears", "1")
     assert version.run_id == run.info.run_id
+
+
+def test_a_train_that_fails_halfway_leaves_the_previous_model_whole(byo, tmp_path, monkeypatch):
+    """The model's files are written beside and renamed: a failure after model.txt is written
+    leaves the previous folder byte for byte, and no staged folder behind."""
+    import shutil
+
+    from pipelines import train
+
+    root, params, _ = byo
+    shutil.copytree(root / "model", tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
+
+    def fail_after_the_booster(self, folder):
+        self.booster_.save_model(str(folder / "model.txt"))
+        raise OSError(28, "No space left on device")  # the disk filled up here
+
+    monkeypatch.setattr(train.ArrearsModel, "save", fail_after_the_booster)
+    args = ["train", "--features", str(root / "train.parquet"), "--out", str(tmp_path / "model")]
+    out = runner.invoke(app, [*args, *params])
+    assert out.exit_code == 2 and "No space left on device" in out.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", "model"]
+
+
+def test_an_output_that_cannot_be_written_is_one_line_naming_it(byo):
+    """/sys refuses new files even to root: the stage stops before any work, naming the
+    file it could not create (its output folder's lock)."""
+    root, params, _ = byo
+    out = runner.invoke(
+        app,
+        ["train", "--features", str(root / "train.parquet"), "--out", "/sys/gridscore-model",
+         *params],
+    )  # fmt: skip
+    assert out.exit_code == 2
+    lines = [line for line in out.output.splitlines() if line.startswith("error:")]
+    assert lines == [
+        "error: /sys/.gridscore-model.lock: Permission denied; no output was marked as done"
+    ], out.output
+    assert "Traceback" not in out.output
