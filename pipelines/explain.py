@@ -38,7 +38,7 @@ from models.policy import ACTION_TEXT, service_levels
 from models.reasons import BY_CODE, CATALOG_VERSION, CAUSES, CURRENCY_ZH, cause_of
 from pipelines import decision
 from pipelines.config import Params
-from pipelines.io import write_json, write_parquet
+from pipelines.io import staged_folder, write_json, write_parquet
 from pipelines.stage import guarded
 from pipelines.tracking import Tracker
 
@@ -163,9 +163,10 @@ def _stage(params: Params, paths: Paths) -> dict:
     reasons.insert(0, "as_of", pd.array(keys["as_of"].to_numpy()[at], dtype="datetime64[us]"))
     reasons.insert(0, "customer_id", pd.array(keys["customer_id"].to_numpy()[at], dtype="str"))
     reasons = REASONS.validate(reasons.drop(columns="row"))
-    write_parquet(pd.concat([keys, x.contrib], axis=1), paths.out / "contributions.parquet")
-    write_parquet(pd.concat([keys, x.grouped], axis=1), paths.out / "causes.parquet")
-    write_parquet(reasons.assign(catalog_version=CATALOG_VERSION), paths.out / "reasons.parquet")
+    with staged_folder(paths.out) as staged:  # the three tables of one run, never a mix
+        write_parquet(pd.concat([keys, x.contrib], axis=1), staged / "contributions.parquet")
+        write_parquet(pd.concat([keys, x.grouped], axis=1), staged / "causes.parquet")
+        write_parquet(reasons.assign(catalog_version=CATALOG_VERSION), staged / "reasons.parquet")
     by_cause, by_feature = _global_reports(x, keys, rows, model.arrears, paths.reports, params)
     summary = {
         "as_of": str(day.date()),
