@@ -30,7 +30,7 @@ from models.metrics import (
     rates_rise,
 )
 from pipelines.config import GradeParams, LabelParams, Params, TrainParams
-from pipelines.io import write_json, write_parquet
+from pipelines.io import staged_folder, write_json, write_parquet
 from pipelines.stage import guarded
 from pipelines.tracking import Tracker
 from pipelines.train import load_table, split_roles
@@ -147,11 +147,13 @@ def evaluate_model(
     if truth is not None and (truth / "monthly.parquet").exists() and evaluated_on == "test":
         metrics["oracle"] = _oracle(truth, table, roles, params, label.horizon_months)
         metrics["oracle"]["auc_gap"] = metrics["oracle"]["auc"] - metrics["model"]["auc"]
-    _write_reports(reports, plots_dir, y, pd_, raw, metrics, gtable)
     scored = test[["customer_id", "as_of", params.target]].assign(pd=pd_, grade=grade.astype(str))
     if el is not None:
         scored = scored.assign(exposure=exposure, expected_loss=el)
-    write_parquet(scored, reports / "test_scores.parquet")
+    # one evaluation's figures, curves and scores, never a mix with the previous one's
+    with staged_folder(reports) as rep, staged_folder(plots_dir) as curves_dir:
+        _write_reports(rep, curves_dir, y, pd_, raw, metrics, gtable)
+        write_parquet(scored, rep / "test_scores.parquet")
     write_json(metrics, metrics_path)
     log.info(
         "test AUC %.4f, ECE %.4f, grades rise: %s",
