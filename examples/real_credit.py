@@ -174,15 +174,14 @@ def logistic(train: pd.DataFrame, test: pd.DataFrame) -> dict:
 def tuned(train: pd.DataFrame, params: Params, trials: int) -> Params:
     """params with the settings ``gridscore tune``'s search finds on the training rows."""
     from models.arrears import to_matrix
-    from models.calibration import stratified_folds
+    from models.calibration import fold_splits
     from models.tuning import search
     from pipelines.train import booster_params, feature_spec
 
     t = params.train
     spec = feature_spec(train, t)
     y = train[TARGET].to_numpy()
-    fold = stratified_folds(y, t.split.folds, t.seed)
-    splits = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(t.split.folds)]
+    splits = fold_splits(y, t.split.folds, t.seed)
     X = to_matrix(train, spec)
     best = search(X, y, spec, splits, booster_params(t), trials, None, t.monotone).best
     return params.model_copy(update={"train": t.model_copy(update=best.params)})

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import GridscoreError
-from models.calibration import METHODS, Calibrator, select, stratified_folds
+from models.calibration import METHODS, Calibrator, fold_splits, select
 
 KEYS = ("customer_id", "as_of")
 
@@ -219,8 +219,7 @@ class ArrearsModel:
         """
         self.spec_ = spec
         y = np.asarray(y)
-        fold = stratified_folds(y, folds, self.params.seed)
-        splits = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
+        splits = fold_splits(y, folds, self.params.seed)
         data = lgb.Dataset(X, label=y, categorical_feature=spec.categorical, free_raw_data=False)
         result = lgb.cv(
             self._lgb_params(spec),

@@ -112,6 +112,12 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
+def fold_splits(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, held-out rows) of each of ``folds`` stratified, seeded folds."""
+    fold = stratified_folds(y, folds, seed)
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
+
+
 def cross_fitted(raw: np.ndarray, y: np.ndarray, method: str, fold: np.ndarray) -> np.ndarray:
     """Each row's probability from the ``method`` fitted on the other folds' scores."""
     raw, y = np.asarray(raw, float), np.asarray(y, float)

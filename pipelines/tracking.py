@@ -51,6 +51,7 @@ class TrackingUnreachable(TrackingError):
     """The tracking server does not answer."""
 
 
+_RELOCATED: set[Path] = set()  # project stores checked in this process (once each)
 _PROBED: dict[str, str | None] = {}  # server -> why it does not answer (None: it does); once
 
 
@@ -126,8 +127,9 @@ class Tracker:
         """An ``MlflowClient`` on this store (and the fluent API pointed at it)."""
         import mlflow
 
-        if self.uri == self._default_uri:
+        if self.uri == self._default_uri and self.project_dir.resolve() not in _RELOCATED:
             relocate_store(self.project_dir)
+            _RELOCATED.add(self.project_dir.resolve())
         mlflow.set_tracking_uri(self.uri)
         return mlflow.MlflowClient(self.uri)
 

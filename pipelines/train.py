@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -219,15 +220,13 @@ def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams) -> Fitted:
 
 def _baseline_cv(feats: pd.DataFrame, y, categorical: list[str], params: TrainParams):
     """The scorecard's out-of-fold probabilities over the same folds as the model."""
-    from models.calibration import stratified_folds
+    from models.calibration import fold_splits
 
-    fold = stratified_folds(y, params.split.folds, params.seed)
-    out = pd.Series(0.0, index=feats.index)
-    for k in range(params.split.folds):
-        held = fold == k
-        card = WoEScorecard().fit(feats[~held], y[~held], categorical)
-        out[held] = card.predict_proba(feats[held])
-    return out.to_numpy()
+    out = np.empty(len(y))
+    for fit_rows, held in fold_splits(y, params.split.folds, params.seed):
+        card = WoEScorecard().fit(feats.iloc[fit_rows], y[fit_rows], categorical)
+        out[held] = card.predict_proba(feats.iloc[held])
+    return out
 
 
 def train_model(

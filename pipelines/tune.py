@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from models.arrears import to_matrix
-from models.calibration import stratified_folds
+from models.calibration import fold_splits
 from models.tuning import Result, search
 from pipelines.config import Params
 from pipelines.io import write_json
@@ -40,8 +40,7 @@ def splits_of(roles, y: np.ndarray, kind: str, folds: int, seed: int):
     """The rows searched on and the held-out splits over them (indices into those rows)."""
     if kind == "random":
         rows = np.flatnonzero(roles == "train")
-        fold = stratified_folds(y[rows], folds, seed)
-        return rows, [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
+        return rows, fold_splits(y[rows], folds, seed)
     rows = np.flatnonzero(np.isin(roles, ["train", "valid"]))
     valid = roles[rows] == "valid"
     return rows, [(np.flatnonzero(~valid), np.flatnonzero(valid))]

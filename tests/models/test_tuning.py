@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from models.arrears import BoosterParams, infer_spec, to_matrix
-from models.calibration import stratified_folds
+from models.calibration import fold_splits
 from models.tuning import SPACE, held_out_log_loss, search
 from tests.conftest import THREADS
 
@@ -29,8 +29,7 @@ def data():
     table["bad"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     spec = infer_spec(table, "bad", [])
     y = table["bad"].to_numpy()
-    fold = stratified_folds(y, 3, 0)
-    splits = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(3)]
+    splits = fold_splits(y, 3, 0)
     params = BoosterParams(n_estimators=300, early_stopping_rounds=20, threads=THREADS, seed=1)
     return to_matrix(table, spec), y, spec, splits, params
 
