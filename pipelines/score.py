@@ -46,7 +46,14 @@ from pipelines import notice as notices
 from pipelines import validate as validation
 from pipelines.config import Params
 from pipelines.features import FEATURE_TABLE
-from pipelines.io import clear_stale_temp, exclusive, readable, write_json
+from pipelines.io import (
+    clear_stale_temp,
+    exclusive,
+    process_alive,
+    readable,
+    replace_folder,
+    write_json,
+)
 from pipelines.tracking import Tracker, model_requirements, optional_schema
 
 log = logging.getLogger(__name__)
@@ -288,10 +295,11 @@ def _score_base(validated, out, params, model, quarantine, overwrite, progress) 
             raise ScoreError(f"{inputs['customers']}: no customers to score")
         size = params.score.partition_customers
         manifest = _manifest(day, size, model, inputs, n)
-        _prepare_out(out, manifest, overwrite)
+        target = _target(out, manifest, overwrite)
+        _prepare_out(target, manifest)
 
         def redo_all() -> None:  # partitions made before the disorder showed may lack rows
-            for part in out.glob("part-*.parquet"):
+            for part in target.glob("part-*.parquet"):
                 part.unlink()
 
         stats = streaming.in_customer_order(
@@ -299,19 +307,22 @@ def _score_base(validated, out, params, model, quarantine, overwrite, progress) 
             inputs,
             workdir,
             lambda paths: _run(
-                n, paths, size, day, costs, grace, gaps, model, out, progress, params
+                n, paths, size, day, costs, grace, gaps, model, target, progress, params
             ),
             redo_all,
         )
         con.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    shutil.rmtree(out / "_tmp", ignore_errors=True)
-    stats = _on_disk(out, manifest, {s["partition"]: s["resumed"] for s in stats})
+    shutil.rmtree(target / "_tmp", ignore_errors=True)
+    stats = _on_disk(target, manifest, {s["partition"]: s["resumed"] for s in stats})
     rec = _reconcile(stats, manifest, _quarantined(quarantine), time.perf_counter() - started)
     # the run's time is logged and tracked, not written: the same run gives the same files
-    write_json({k: v for k, v in rec.items() if k != "seconds"}, out / RECONCILIATION)
-    (out / SUCCESS).write_text("")
+    write_json({k: v for k, v in rec.items() if k != "seconds"}, target / RECONCILIATION)
+    (target / SUCCESS).write_text("")
+    if target != out:  # the replacement is whole: it takes the previous run's place
+        replace_folder(target, out)
+        log.info("replaced the previous scoring run in %s", out)
     log.info(
         "scored %d of %d customers at %s (%d flagged) in %d partitions, %.1f s",
         rec["scored"],
@@ -349,27 +360,63 @@ def _on_disk(out: Path, manifest: dict, resumed: dict[int, bool]) -> list[dict]:
     return stats
 
 
-def _prepare_out(out: Path, manifest: dict, overwrite: bool) -> None:
-    path = out / MANIFEST
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
-    if out.exists() and any(out.iterdir()):
-        if not path.exists():
-            raise ScoreError(
-                f"{out} holds files but no {MANIFEST}: not a scoring run; use --overwrite"
-            )
-        before = json.loads(path.read_text())
-        if before != manifest:
-            diff = sorted(k for k in manifest if before.get(k) != manifest[k])
-            raise ScoreError(
-                f"{out} holds a scoring run with other {', '.join(diff)}; "
-                "use --overwrite to replace it (or another --out)"
-            )
-        (out / SUCCESS).unlink(missing_ok=True)
-        log.info("resuming the scoring run in %s", out)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "_tmp", ignore_errors=True)  # a dead run's half-written partitions
-    write_json(manifest, path)
+def _manifest_in(folder: Path) -> dict | None:
+    path = folder / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _holds_files(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def next_folder(out: Path) -> Path:
+    """Where ``--overwrite`` writes the run that replaces the one in ``out`` (beside it)."""
+    return out.with_name(f".{out.name}.next")
+
+
+def _target(out: Path, manifest: dict, overwrite: bool) -> Path:
+    """The folder this run writes: ``out`` itself when it is empty or holds this very run
+    (resumed); with ``overwrite``, :func:`next_folder`, renamed over ``out`` only once
+    whole: the previous run stays readable until its replacement is complete, and a
+    replacement killed midway resumes there on the next ``--overwrite``. Folders that a
+    replacement killed during the swap left are cleared first (their pid is dead).
+
+    Raises:
+        ScoreError: ``out`` holds another run (or files that are no run) and ``overwrite``
+            is not given.
+    """
+    for old in out.parent.glob(f".{out.name}.old-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    nxt = next_folder(out)
+    if _manifest_in(nxt) == manifest and (overwrite or not _holds_files(out)):
+        log.info("resuming the replacement scoring run in %s", nxt)
+        return nxt  # a replacement killed midway (or during the swap): go on with it
+    if not _holds_files(out) or (_manifest_in(out) == manifest and not overwrite):
+        shutil.rmtree(nxt, ignore_errors=True)  # a replacement of other settings is dropped
+        return out  # a new run, or this very run resumed
+    if overwrite:
+        shutil.rmtree(nxt, ignore_errors=True)
+        log.info("scoring into %s; it replaces %s once whole", nxt, out)
+        return nxt
+    if _manifest_in(out) is None:
+        raise ScoreError(f"{out} holds files but no {MANIFEST}: not a scoring run; use --overwrite")
+    before = _manifest_in(out)
+    diff = sorted(k for k in manifest if before.get(k) != manifest[k])
+    raise ScoreError(
+        f"{out} holds a scoring run with other {', '.join(diff)}; "
+        "use --overwrite to replace it (or another --out)"
+    )
+
+
+def _prepare_out(folder: Path, manifest: dict) -> None:
+    if _manifest_in(folder) == manifest:
+        (folder / SUCCESS).unlink(missing_ok=True)
+        log.info("resuming the scoring run in %s", folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder / "_tmp", ignore_errors=True)  # a dead run's half-written partitions
+    write_json(manifest, folder / MANIFEST)
 
 
 def _run(

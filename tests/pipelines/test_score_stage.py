@@ -262,6 +262,24 @@ def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
     other_params = _params(tmp_path / "other", partition_customers=999)
     other = CliRunner().invoke(app, _cli(other_params, root, seg, out, inputs=inputs)[1:])
     assert other.exit_code == 2 and "holds a scoring run with other" in other.output
+    # --overwrite killed midway: the previous run is still there, whole and readable ...
+    other_params = _params(tmp_path / "other", partition_customers=260)
+    args = [*_cli(other_params, root, seg, out, inputs=inputs)[1:], "--overwrite"]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AT_PART_4, *args], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    pd.testing.assert_frame_equal(score.read_scores(out), resumed)
+    assert json.loads((out / score.MANIFEST).read_text())["partition_customers"] == 240
+    assert len(list(score.next_folder(out).glob("part-*.parquet"))) == 3
+    # ... and the next --overwrite finishes the replacement and puts it in place
+    replaced = CliRunner().invoke(app, args)
+    assert replaced.exit_code == 0, replaced.output
+    rec = json.loads((out / score.RECONCILIATION).read_text())
+    assert rec["partitions_resumed"] == 3 and rec["partitions"] == -(-rec["customers_in"] // 260)
+    assert json.loads((out / score.MANIFEST).read_text())["partition_customers"] == 260
+    assert not score.next_folder(out).exists() and not list(tmp_path.glob(".scores.old-*"))
+    pd.testing.assert_frame_equal(
+        score.read_scores(out).sort_values("customer_id", ignore_index=True), never_stopped
+    )
 
 
 def test_model_or_feature_mismatch_is_a_clear_error_or_a_flag(
