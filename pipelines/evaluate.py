@@ -30,7 +30,7 @@ from models.metrics import (
     rates_rise,
 )
 from pipelines.config import GradeParams, LabelParams, Params, TrainParams
-from pipelines.io import staged_folder, write_json, write_parquet
+from pipelines.io import rounded, staged_folder, write_json, write_parquet
 from pipelines.stage import guarded
 from pipelines.tracking import Tracker
 from pipelines.train import load_table, split_roles
@@ -154,6 +154,7 @@ def evaluate_model(
     with staged_folder(reports) as rep, staged_folder(plots_dir) as curves_dir:
         _write_reports(rep, curves_dir, y, pd_, raw, metrics, gtable)
         write_parquet(scored, rep / "test_scores.parquet")
+    metrics = rounded(metrics)  # what the metric means, not the CPU's last bits
     write_json(metrics, metrics_path)
     log.info(
         "test AUC %.4f, ECE %.4f, grades rise: %s",

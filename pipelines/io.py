@@ -33,6 +33,24 @@ def write_parquet(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None)
     os.replace(tmp, path)
 
 
+#: Significant digits kept in the metrics files DVC and git track: a metric's meaning is in
+#: far fewer, and the last bits of a float sum differ between CPUs (the same inputs on
+#: another machine would otherwise change metrics/*.json in the 17th digit).
+METRIC_DIGITS = 8
+
+
+def rounded(data, significant: int = METRIC_DIGITS):
+    """``data`` (dicts, lists, numbers) with every float rounded to ``significant``
+    significant digits; other values as they are."""
+    if isinstance(data, float):
+        return float(f"{data:.{significant}g}") if data == data else data
+    if isinstance(data, dict):
+        return {k: rounded(v, significant) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [rounded(v, significant) for v in data]
+    return data
+
+
 def write_json(data: dict, path: Path) -> None:
     """Write JSON atomically, pretty-printed and key-sorted for readable diffs."""
     path.parent.mkdir(parents=True, exist_ok=True)

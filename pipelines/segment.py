@@ -37,7 +37,7 @@ from models.arrears import ArrearsModel, to_matrix
 from models.metrics import expected_loss as credit_exposure
 from models.plots import migration_heatmap, pyramid, save
 from pipelines.config import Params, SegmentParams
-from pipelines.io import staged_folder, write_json, write_parquet, write_skops
+from pipelines.io import rounded, staged_folder, write_json, write_parquet, write_skops
 from pipelines.stage import guarded
 from pipelines.tracking import Tracker, model_requirements
 
@@ -286,6 +286,7 @@ def build_segments(paths: Paths, params: Params) -> dict:
         }
     )
     metrics.update(_truth_metrics(paths.truth, latest, sp))
+    metrics = rounded(metrics)  # what the metric means, not the CPU's last bits
     write_json(metrics, paths.metrics)
     log.info(
         "segments: tiers %s (pyramid: %s), %d behaviour segments, flip-flops %d -> %d",

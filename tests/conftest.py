@@ -106,6 +106,35 @@ def pytest_configure(config) -> None:
     compile_kernel(load_params(PARAMS))
 
 
+def shared(tmp_path_factory, name: str, build):
+    """``build(folder) -> dict`` run once per test session, by whichever pytest-xdist worker
+    asks first (the others wait on the lock, then reuse it): the expensive fixtures are
+    built once, and the tests that use them spread over every worker. ``(folder, result)``;
+    the result goes through JSON, so it holds JSON types. Without xdist, the session's own
+    temporary folder."""
+    import fcntl
+    import json
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.json"
+    with open(root / f".shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the worker dies
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            result = build(folder)
+            done.write_text(json.dumps(result))
+    return folder, json.loads(done.read_text())
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The slow end-to-end tests first: pytest-xdist hands tests out in this order, so the
+    longest one (dvc repro, about a minute and a half) starts at once beside the others
+    instead of last, alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
+
+
 def write_tiny_base(folder: Path) -> Path:
     """Write the tiny hand-checked raw base as CSV into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,9 +163,11 @@ def small_base(tmp_path_factory, params: Params) -> Path:
     """A seeded synthetic base of 3,000 customers over 24 months (raw/ and truth/)."""
     from pipelines.generate import write_base
 
-    root = tmp_path_factory.mktemp("small_base")
-    write_base(3000, 24, "2023-01", 7, params.tariffs, root / "raw", root / "truth")
-    return root
+    def build(root: Path) -> dict:
+        write_base(3000, 24, "2023-01", 7, params.tariffs, root / "raw", root / "truth")
+        return {}
+
+    return shared(tmp_path_factory, "small_base", build)[0]
 
 
 def first_customers(validated: Path, quarantine: Path, n: int, out: Path) -> tuple[Path, Path]:
@@ -176,29 +207,36 @@ def default_params() -> Params:
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
     """generate -> validate -> features -> train -> evaluate with the project's params.yaml
-    (tracking off: the tests that log use a store of their own)."""
+    (tracking off: the tests that log use a store of their own): (root, train summary,
+    metrics)."""
     from pipelines import evaluate, features, generate, train, validate
 
-    p = default_params()
-    root = tmp_path_factory.mktemp("default_run")
-    generate.run(p, generate.Paths(root / "raw", root / "truth"))
-    validate.run(
-        p, validate.Paths(root / "raw", root / "validated", root / "quarantine", root / "v.json")
-    )
-    features.run(
-        p,
-        features.Paths(root / "validated", root / "features", root / "f.json", root / "quarantine"),
-    )
-    f, lab = root / "features" / "features.parquet", root / "features" / "labels.parquet"
-    summary = train.run(p, train.Paths(f, root / "model", lab))
-    metrics = evaluate.run(
-        p,
-        evaluate.Paths(
-            f, root / "model", root / "reports", root / "plots", root / "arrears.json", lab,
-            root / "truth",
-        ),
-    )  # fmt: skip
-    return root, summary, metrics
+    def build(root: Path) -> dict:
+        p = default_params()
+        generate.run(p, generate.Paths(root / "raw", root / "truth"))
+        validate.run(
+            p,
+            validate.Paths(root / "raw", root / "validated", root / "quarantine", root / "v.json"),
+        )
+        features.run(
+            p,
+            features.Paths(
+                root / "validated", root / "features", root / "f.json", root / "quarantine"
+            ),
+        )
+        f, lab = root / "features" / "features.parquet", root / "features" / "labels.parquet"
+        summary = train.run(p, train.Paths(f, root / "model", lab))
+        metrics = evaluate.run(
+            p,
+            evaluate.Paths(
+                f, root / "model", root / "reports", root / "plots", root / "arrears.json", lab,
+                root / "truth",
+            ),
+        )  # fmt: skip
+        return {"summary": summary, "metrics": metrics}
+
+    root, result = shared(tmp_path_factory, "default_run", build)
+    return root, result["summary"], result["metrics"]
 
 
 @pytest.fixture(scope="session")
@@ -209,19 +247,20 @@ def segmented(default_run, tmp_path_factory):
     from pipelines import segment
 
     root, _, _ = default_run
-    out = tmp_path_factory.mktemp("segments")
     p = default_params()
-    metrics = segment.run(
-        p,
-        segment.Paths(
+
+    def build(out: Path) -> dict:
+        paths = segment.Paths(
             root / "features" / "features.parquet",
             out / "model",
             out / "reports",
             out / "segments.json",
             root / "truth",
             root / "model",
-        ),
-    )
+        )
+        return segment.run(p, paths)
+
+    out, metrics = shared(tmp_path_factory, "segmented", build)
     tiers = pq.read_table(out / "model" / "tiers.parquet").to_pandas(date_as_object=False)
     feats = pq.read_table(root / "features" / "features.parquet").to_pandas(date_as_object=False)
     tiers["as_of"] = tiers["as_of"].astype(feats["as_of"].dtype)
@@ -235,25 +274,28 @@ def explained(default_run, segmented, tmp_path_factory):
 
     root, _, _ = default_run
     seg_out, _, _, p = segmented
-    out = tmp_path_factory.mktemp("explained")
     paths = {
         "features": root / "features" / "features.parquet",
         "model": root / "model",
         "segments": seg_out / "model",
         "ledger": root / "features" / "ledger.parquet",
     }
-    summary = explain.run(
-        p,
-        explain.Paths(
-            paths["features"],
-            paths["model"],
-            paths["segments"],
-            out / "data",
-            out / "reports",
-            out / "explanations.json",
-            paths["ledger"],
-        ),
-    )
+
+    def build(out: Path) -> dict:
+        return explain.run(
+            p,
+            explain.Paths(
+                paths["features"],
+                paths["model"],
+                paths["segments"],
+                out / "data",
+                out / "reports",
+                out / "explanations.json",
+                paths["ledger"],
+            ),
+        )
+
+    out, summary = shared(tmp_path_factory, "explained", build)
     return out, summary, p, paths
 
 
@@ -268,32 +310,36 @@ def scored(default_run, segmented, tmp_path_factory):
 
     root, _, _ = default_run
     seg_out = segmented[0]
-    tmp = tmp_path_factory.mktemp("scored")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        result = CliRunner().invoke(
-            app,
-            [
-                "score",
-                "--validated",
-                str(root / "validated"),
-                "--quarantine",
-                str(root / "quarantine"),
-                "--out",
-                str(tmp / "scores"),
-                "--metrics",
-                str(tmp / "score.json"),
-                "--arrears-model",
-                str(root / "model"),
-                "--segments-model",
-                str(seg_out / "model"),
-                "--params",
-                str(PARAMS),
-            ],
-        )
-    assert result.exit_code == 0, result.output
-    return tmp, uri, score.read_scores(tmp / "scores")
+
+    def build(tmp: Path) -> dict:
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", uri)
+            result = CliRunner().invoke(
+                app,
+                [
+                    "score",
+                    "--validated",
+                    str(root / "validated"),
+                    "--quarantine",
+                    str(root / "quarantine"),
+                    "--out",
+                    str(tmp / "scores"),
+                    "--metrics",
+                    str(tmp / "score.json"),
+                    "--arrears-model",
+                    str(root / "model"),
+                    "--segments-model",
+                    str(seg_out / "model"),
+                    "--params",
+                    str(PARAMS),
+                ],
+            )
+        assert result.exit_code == 0, result.output
+        return {"uri": uri}
+
+    tmp, result = shared(tmp_path_factory, "scored", build)
+    return tmp, result["uri"], score.read_scores(tmp / "scores")
 
 
 @pytest.fixture(autouse=True)

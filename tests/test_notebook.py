@@ -7,12 +7,8 @@ import json
 import nbclient
 import nbformat
 import pandas as pd
-import pytest
 
 from tests.conftest import PROJECT
-
-# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("default_run")
 
 NOTEBOOK = PROJECT / "notebooks" / "review_explanations.ipynb"
 

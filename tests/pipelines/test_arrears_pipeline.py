@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from tests.conftest import default_params
-
-# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("default_run")
 
 
 def test_model_beats_the_scorecard_baseline(default_run):

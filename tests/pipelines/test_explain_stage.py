@@ -20,9 +20,6 @@ from pipelines.cli import app
 from pipelines.explain import NotFound, explain_customer, render
 from tests.conftest import PARAMS
 
-# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("default_run")
-
 KEY_COLUMNS = (*DECISION_KEYS, "flags", "base_value")
 
 

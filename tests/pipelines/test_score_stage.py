@@ -26,10 +26,7 @@ from models.decision import FeatureMissing
 from pipelines import decision, score, streaming
 from pipelines.cli import app
 from pipelines.config import load_params
-from tests.conftest import PARAMS, PROJECT, first_customers
-
-# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("default_run")
+from tests.conftest import PARAMS, PROJECT, first_customers, shared
 
 AS_OF = "2026-01-31"  # the default: the last month end the data covers
 
@@ -96,18 +93,25 @@ def test_short_history_is_scored_and_flagged_never_dropped(scored, params):
     assert scores.loc[short, "grade"].notna().all()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base_slice(default_run, segmented, params, tmp_path_factory):
     """The default base's first 1,200 customers, scored in one partition: what the tests that
     score again (other partitions, shuffled inputs, a killed run) must give back.
     ``(validated, quarantine, model, scores)``."""
     root, _, _ = default_run
-    tmp = tmp_path_factory.mktemp("slice")
-    validated, quarantine = first_customers(root / "validated", root / "quarantine", 1200, tmp)
-    model = decision.load(root / "model", segmented[0] / "model", params, tmp / "m").model
     p = params.override("score", partition_customers=20000, as_of=AS_OF)
-    rec = score.score_base(validated, tmp / "scores", p, model, quarantine, progress=False)
-    assert rec["partitions"] == 1 and rec["customers_in"] == 1200
+
+    def build(tmp: Path) -> dict:
+        validated, quarantine = first_customers(root / "validated", root / "quarantine", 1200, tmp)
+        model = decision.load(root / "model", segmented[0] / "model", params, tmp / "m").model
+        rec = score.score_base(validated, tmp / "scores", p, model, quarantine, progress=False)
+        assert rec["partitions"] == 1 and rec["customers_in"] == 1200
+        return {}
+
+    tmp = shared(tmp_path_factory, "base_slice", build)[0]
+    work = tmp_path_factory.mktemp("slice_models")
+    model = decision.load(root / "model", segmented[0] / "model", params, work).model
+    validated, quarantine = tmp / "validated", tmp / "quarantine"
     return validated, quarantine, model, score.read_scores(tmp / "scores")
 
 

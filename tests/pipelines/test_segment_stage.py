@@ -7,13 +7,9 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 import skops.io as sio
 
 from models.decision import Segmenter
-
-# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("default_run")
 
 
 def _latest(table: pd.DataFrame) -> pd.DataFrame:

@@ -11,9 +11,6 @@ from pipelines.tracking import Tracker
 from pipelines.validate import validate_raw
 from tests.conftest import first_customers
 
-# The default pipeline's fixtures are built once, on one pytest-xdist worker (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("default_run")
-
 AS_OF = "2024-12-31"
 
 
