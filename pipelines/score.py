@@ -389,21 +389,20 @@ def _target(out: Path, manifest: dict, overwrite: bool) -> Path:
         pid = old.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-    nxt = next_folder(out)
+    nxt, here = next_folder(out), _manifest_in(out)
     if _manifest_in(nxt) == manifest and (overwrite or not _holds_files(out)):
         log.info("resuming the replacement scoring run in %s", nxt)
         return nxt  # a replacement killed midway (or during the swap): go on with it
-    if not _holds_files(out) or (_manifest_in(out) == manifest and not overwrite):
+    if not _holds_files(out) or (here == manifest and not overwrite):
         shutil.rmtree(nxt, ignore_errors=True)  # a replacement of other settings is dropped
         return out  # a new run, or this very run resumed
     if overwrite:
         shutil.rmtree(nxt, ignore_errors=True)
         log.info("scoring into %s; it replaces %s once whole", nxt, out)
         return nxt
-    if _manifest_in(out) is None:
+    if here is None:
         raise ScoreError(f"{out} holds files but no {MANIFEST}: not a scoring run; use --overwrite")
-    before = _manifest_in(out)
-    diff = sorted(k for k in manifest if before.get(k) != manifest[k])
+    diff = sorted(k for k in manifest if here.get(k) != manifest[k])
     raise ScoreError(
         f"{out} holds a scoring run with other {', '.join(diff)}; "
         "use --overwrite to replace it (or another --out)"

@@ -117,3 +117,16 @@ def test_a_copied_project_s_store_writes_and_reads_its_own_artifacts(tmp_path, m
     assert not (a / "mlartifacts" / run.info.run_id).exists()  # the original is untouched
     old = mlflow.MlflowClient(f"sqlite:///{a / 'mlflow.db'}").get_run(first).info.artifact_uri
     assert old.startswith((a / "mlartifacts").as_uri())
+
+
+def test_metrics_keep_eight_significant_digits_and_nothing_else_changes():
+    import math
+
+    from pipelines.io import rounded
+
+    got = rounded({"auc": 0.8563718297127052, "n": 7, "by": {"A": [1e-17 + 0.1, "x"]}})
+    assert got == {"auc": 0.85637183, "n": 7, "by": {"A": [0.1, "x"]}}
+    # the last bits of a sum on another CPU vanish; a real change of a metric does not
+    assert rounded(0.02786747304788272) == rounded(0.027867473047882736)
+    assert rounded(0.0278675) != rounded(0.0278674)
+    assert math.isnan(rounded(float("nan"))) and rounded(float("inf")) == float("inf")
