@@ -206,3 +206,27 @@ def test_a_full_disk_is_one_line_and_exit_2(capsys):
     assert said == ["error: No space left on device; no output was marked as done"]
     with pytest.raises(ZeroDivisionError):  # a bug is not turned into a user error
         _guard(lambda: 1 / 0)
+
+
+def test_a_read_only_output_is_one_line_naming_the_file_and_exit_2(tmp_path):
+    """A real EROFS from the kernel: ``gridscore generate`` into a folder bind-mounted
+    read-only in a mount namespace of its own (``unshare -m``; root, as on this project's
+    machines and CI). Nothing is written, one line names the file, no traceback."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    exe = Path(sys.executable).parent / "gridscore"
+    script = (
+        f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} && "
+        f"{exe} generate --out {folder}/raw --truth {folder}/truth --customers 50 --months 13 "
+        f"--params {PARAMS}"
+    )
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
+    assert "mount:" not in done.stderr, f"needs root to mount a read-only folder: {done.stderr}"
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and str(folder) in lines[0], done.stderr
+    assert "Read-only file system; no output was marked as done" in lines[0]
+    assert "Traceback" not in done.stderr and not any(folder.iterdir())
