@@ -391,8 +391,7 @@ def _target(out: Path, manifest: dict, overwrite: bool) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     nxt, here = next_folder(out), _manifest_in(out)
     if _manifest_in(nxt) == manifest and (overwrite or not _holds_files(out)):
-        log.info("resuming the replacement scoring run in %s", nxt)
-        return nxt  # a replacement killed midway (or during the swap): go on with it
+        return nxt  # a replacement killed midway (or during the swap): resumed there
     if not _holds_files(out) or (here == manifest and not overwrite):
         shutil.rmtree(nxt, ignore_errors=True)  # a replacement of other settings is dropped
         return out  # a new run, or this very run resumed
