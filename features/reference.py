@@ -131,7 +131,10 @@ def reference_features(
     out = out.fillna(
         {"months_of_history": 0, "balance": 0, "overdue_arrears": 0, "dpd": 0, "unpaid_bills": 0}
     )
-    _payment(out, bills, payments, as_of)
+    ledgers = {as_of: now}  # month end -> its ledger (the windows share month ends)
+    for day in [month_end(as_of, k) for k in range(1, max(PAYMENT_WINDOWS))]:
+        ledgers[day] = ledger_at(bills, payments, day)
+    _payment(out, bills, payments, as_of, ledgers)
     _consumption(out, bills, customers.set_index(KEY), as_of, supply_cost)
     return out
 
@@ -144,17 +147,14 @@ def _lateness(bills: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
     return pd.Series(days, index=bills.index)
 
 
-def _payment(out, bills, payments, as_of) -> None:
+def _payment(out, bills, payments, as_of, ledgers) -> None:
     late_days = _lateness(bills, as_of)
     late = bills[(bills["due_date"] < as_of) & (late_days > 0)]
     out["months_since_late"] = (
         as_of - late.groupby(KEY)["due_date"].max()
     ).dt.days / DAYS_PER_MONTH
-    dpd_at = {}  # month ends back -> each customer's DPD then (the windows share month ends)
+    dpd_at = {k: ledgers[month_end(as_of, k)]["dpd"] for k in range(max(PAYMENT_WINDOWS))}
     for w in PAYMENT_WINDOWS:
-        for k in range(w):
-            if k not in dpd_at:
-                dpd_at[k] = ledger_at(bills, payments, month_end(as_of, k))["dpd"]
         lo = month_end(as_of, w)
         b = bills[(bills["due_date"] > lo) & (bills["due_date"] <= as_of)]
         days = late_days[b.index]

@@ -131,6 +131,31 @@ def months_ago(periods: pd.Series, as_of: pd.Timestamp) -> np.ndarray:
     return day.year * 12 + day.month - month
 
 
+def _worst_dpd(
+    st: pd.DataFrame, payments: pd.DataFrame, as_of: pd.Timestamp, months: int
+) -> pd.Series:
+    """Each customer's worst days past due over the ``months`` month ends up to ``as_of``.
+
+    The statement at an earlier month end ``day`` is the statement at as_of cut to the bills
+    issued by ``day`` (a prefix of each customer's settlement order, so their running totals
+    are the same) against the money paid by ``day``: what :func:`statement` computes there,
+    without rebuilding it for each month end.
+    """
+    cum = st.groupby(KEY)["amount"].cumsum().to_numpy()
+    amount, due = st["amount"].to_numpy(), st["due_date"]
+    p = payments.loc[payments["paid_on"] <= as_of, [KEY, "paid_on", "amount"]]
+    daily = p.groupby([KEY, "paid_on"], as_index=False)["amount"].sum()
+    worst = []
+    for k in range(months):
+        day = as_of + pd.offsets.MonthEnd(-k) if k else as_of
+        paid = daily[daily["paid_on"] <= day].groupby(KEY)["amount"].sum()
+        total = paid.reindex(st[KEY]).fillna(0.0).to_numpy()
+        owed = np.minimum(cum - total, amount)  # as statement(): unpaid at day
+        late = (st["issued_on"] <= day).to_numpy() & (owed > TOL) & (due < day).to_numpy()
+        worst.append((day - due[late]).dt.days.groupby(st[KEY][late]).max())
+    return pd.concat(worst, axis=1).max(axis=1).astype(float)
+
+
 def facts(
     bills: pd.DataFrame,
     payments: pd.DataFrame,
@@ -161,13 +186,8 @@ def facts(
         out[f"late30_bills_{w}m"] = _count(b["days_late"] > 30, b[KEY], index)
         part = (b["paid_by_due"] > TOL) & (b["paid_by_due"] < b["amount"] - TOL)
         out[f"partial_bills_{w}m"] = _count(part, b[KEY], index)
-    worst = []
-    for k in range(windows_back):
-        day = as_of + pd.offsets.MonthEnd(-k) if k else as_of
-        then = overdue(st if k == 0 else statement(bills, payments, day), day)
-        worst.append((day - then["due_date"]).dt.days.groupby(then[KEY]).max().reindex(index))
-    out["max_dpd_12m"] = pd.concat(worst, axis=1).max(axis=1).fillna(0).astype(float)
     p = _days(payments, "paid_on")
+    out["max_dpd_12m"] = _worst_dpd(st, p, as_of, windows_back).reindex(index).fillna(0)
     lo = as_of + pd.offsets.MonthEnd(-12)
     rev = p[(p["amount"] < 0) & (p["paid_on"] > lo) & (p["paid_on"] <= as_of)]
     out["reversals_12m"] = rev.groupby(KEY).size().reindex(index).fillna(0).astype(float)
