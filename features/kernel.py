@@ -8,8 +8,11 @@ Ledger definitions (balance-forward): bills are settled in the order they were i
 (ties by period); payments, reversals (negative) included, accumulate into ``P(t)``, the
 money paid up to day ``t``. ``C_i`` is the money billed up to and including bill ``i``. At a
 day ``d``, bill ``i`` (issued by ``d``) is unpaid by ``min(C_i - P(d), amount_i)`` when that
-is above half a cent. A bill's settled day is the first day ``P`` covered ``C_i`` (or its
-issue day, when a credit already covered it). Everything is in whole days since 1970-01-01.
+is above half a cent. A bill is settled at ``d`` when it is not unpaid at ``d``; its settled
+day is then the first day of the run of days up to ``d`` on which ``P`` covered ``C_i`` (or
+its issue day, when a credit already covered it): a reversal that re-opens a bill unsettles
+it, and its lateness runs on until it is covered again. Everything is in whole days since
+1970-01-01.
 """
 
 from __future__ import annotations
@@ -92,6 +95,41 @@ def _state(day, issued, due, amount, cum_billed, pay_day, cum_paid):
                 overdue += owed
                 dpd = max(dpd, day - due[i])
     return billed - paid, overdue, dpd, unpaid
+
+
+@njit(cache=True)
+def _settled_by(d, nb, issued, cum_billed, settled, pay_day, cum_paid):
+    """Each of the first ``nb`` bills' settled day as seen at ``d`` (``NEVER``: unpaid at d).
+
+    Without a reversal ``P`` only grows, so a bill once covered stays covered and its settled
+    day is the one :func:`_customer_ledger` found. A reversal can re-open it: then the
+    settled day is the start of the last run of day ends, up to ``d``, at which ``P`` covered
+    ``C_i``.
+    """
+    out = np.empty(nb, dtype=np.int64)
+    reversed_ = False
+    for j in range(len(pay_day)):
+        if pay_day[j] > d:
+            break
+        if j > 0 and cum_paid[j] < cum_paid[j - 1]:
+            reversed_ = True
+    for i in range(nb):
+        if not reversed_:
+            out[i] = settled[i] if settled[i] <= d else NEVER
+            continue
+        need = cum_billed[i] - TOL
+        if need <= 0:
+            out[i] = issued[i]
+            continue
+        start = NEVER
+        for j in range(len(pay_day)):
+            if pay_day[j] > d:
+                break
+            if j + 1 < len(pay_day) and pay_day[j + 1] == pay_day[j]:
+                continue  # only a day's last row is the money paid by that day
+            start = min(start, pay_day[j]) if cum_paid[j] >= need else NEVER
+        out[i] = max(issued[i], start) if start != NEVER else NEVER
+    return out
 
 
 @njit(cache=True)
@@ -214,15 +252,18 @@ def _snapshot(o, d, M, nb, start, issued, month, due, amount, kwh, cum_billed, s
     o[I_OVERDUE] = overdue
     o[I_DPD] = dpd
     o[I_UNPAID] = unpaid
-    _payment_windows(o, d, M, nb, due, amount, settled, paid_by_due, pay_day, pay_amount, grid_dpd, g0,
-                     month_end, month_base)  # fmt: skip
+    _payment_windows(o, d, M, nb, issued, due, amount, cum_billed, settled, paid_by_due, pay_day,
+                     pay_amount, cum_paid, grid_dpd, g0, month_end, month_base)  # fmt: skip
     mean12 = _consumption(o, M, nb, month, amount, kwh, capacity, cost)
     o[I_ARR_AVG] = overdue / mean12 if mean12 > TOL else np.nan
 
 
 @njit(cache=True)
-def _payment_windows(o, d, M, nb, due, amount, settled, paid_by_due, pay_day, pay_amount, grid_dpd, g0,
-                     month_end, month_base):  # fmt: skip
+def _payment_windows(o, d, M, nb, issued, due, amount, cum_billed, settled, paid_by_due, pay_day,
+                     pay_amount, cum_paid, grid_dpd, g0, month_end, month_base):  # fmt: skip
+    settled = _settled_by(
+        d, nb, issued, cum_billed, settled, pay_day, cum_paid
+    )  # NEVER: unpaid at d
     last_late = MISSING
     for i in range(nb):
         if due[i] < d:

@@ -51,13 +51,19 @@ def ledger_at(bills: pd.DataFrame, payments: pd.DataFrame, day: pd.Timestamp) ->
 
 
 def settled_on(bills: pd.DataFrame, payments: pd.DataFrame) -> pd.Series:
-    """Day each bill was first fully covered (issue day if a credit covered it); NaT if never."""
+    """Day each bill is settled as the given payments leave it: the first day of the last run
+    of payment days whose cumulative total covers the bill and every older one (its issue day
+    if that run began before it); NaT if the last payment day leaves it unpaid. A reversal
+    that re-opens a bill therefore unsettles it. The caller passes the payments up to as_of."""
     b = bills.sort_values([KEY, "issued_on", "period"]).copy()
     b["need"] = b.groupby(KEY)["amount"].cumsum() - TOL
     daily = payments.groupby([KEY, "paid_on"])["amount"].sum().reset_index()
     daily["cum"] = daily.groupby(KEY)["amount"].cumsum()
     pairs = b.reset_index().merge(daily[[KEY, "paid_on", "cum"]], on=KEY, how="left")
-    covered = pairs[pairs["cum"] >= pairs["need"]].groupby("index")["paid_on"].min()
+    short = pairs["paid_on"].where(pairs["cum"] < pairs["need"])
+    pairs["short"] = short.groupby(pairs["index"]).transform("max")  # last day not covered
+    after = pairs[(pairs["cum"] >= pairs["need"]) & ~(pairs["paid_on"] <= pairs["short"])]
+    covered = after.groupby("index")["paid_on"].min()  # none when the last day is short
     first = covered.reindex(b.index).astype(b["issued_on"].dtype)
     first = first.where(b["need"] > 0, b["issued_on"])
     return (

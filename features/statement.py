@@ -4,10 +4,11 @@ The features count bills paid late, partly paid or unpaid; a credit officer, and
 customer reading a notice, need the bills themselves: "bill 2025-10, 1,203.40 CNY, due
 2025-11-20, unpaid". This module restates the settlement of ``docs/features.md`` bill by
 bill, from the validated bills and payments known at ``as_of``: money paid settles the
-oldest bills first (issue date, then period); a bill is settled on the first day the
-customer's cumulative payments cover it and all older bills. Vectorised (sorted as-of
-joins), so it serves every customer with an adverse action of a large base; tests check it
-against the plain pandas reference on random ledgers.
+oldest bills first (issue date, then period); a bill is settled on the first day from
+which the customer's cumulative payments have covered it and all older bills up to as_of (a
+reversal that re-opens a paid bill unsettles it: it shows as owed, late to as_of).
+Vectorised (sorted as-of joins), so it serves every customer with an adverse action of a
+large base; tests check it against the plain pandas reference on random ledgers.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ COLUMNS = (
     "issued_on",
     "due_date",
     "paid_by_due",  # paid towards this bill by the end of its due date
-    "settled_on",  # the day it was fully covered; NaT: not by as_of
+    "settled_on",  # the day from which it has been fully covered; NaT: owed at as_of
     "days_late",  # settled_on - due_date, or as_of - due_date while unpaid past due
     "owed",  # unpaid at as_of
 )
@@ -58,15 +59,17 @@ def statement(bills: pd.DataFrame, payments: pd.DataFrame, as_of: pd.Timestamp) 
     daily = p.groupby([KEY, "paid_on"], as_index=False)["amount"].sum()
     daily = daily.sort_values([KEY, "paid_on"], ignore_index=True)
     daily["cum"] = daily.groupby(KEY)["amount"].cumsum()
-    reached = daily.groupby(KEY)["cum"].cummax()
-    record = reached > reached.groupby(daily[KEY]).shift(fill_value=-np.inf)
-    highs = daily[record.to_numpy()].assign(reached=reached[record])  # first day at each new high
+    # The least the customer has paid from each day on (to as_of): a bill is covered from the
+    # first day this floor reaches it; a reversal lowers the floor of the days before it.
+    floor = daily["cum"][::-1].groupby(daily[KEY][::-1]).cummin()[::-1]
+    record = floor > floor.groupby(daily[KEY]).shift(fill_value=-np.inf)
+    highs = daily[record.to_numpy()].assign(reached=floor[record])  # first day at each new floor
     cum = b.groupby(KEY)["amount"].cumsum()
     b["need"] = cum - TOL
     b["before"] = cum - b["amount"]
     b["pos"] = np.arange(len(b))
 
-    # settled: the first payment day whose cumulative total reaches the need (oldest first)
+    # settled: the first payment day whose floor reaches the need (oldest first)
     need = b[b["need"] > 0].sort_values("need")
     hit = pd.merge_asof(
         need,

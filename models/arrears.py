@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 
 from features.errors import GridscoreError
-from models.calibration import METHODS, Calibrator, fold_splits, select
+from models.calibration import (
+    LEVELS,
+    METHODS,
+    Calibrator,
+    fold_splits,
+    level_shift,
+    select,
+    shifted,
+)
 
 KEYS = ("customer_id", "as_of")
 
@@ -143,11 +151,15 @@ class ArrearsModel:
         calibration: str = "auto",
         monotone: bool = True,
         calibration_folds: int = 5,
+        calibration_level: str = "long_run",
     ) -> None:
         self.params = params
         self.calibration = calibration  # auto: chosen by cross-validation (models.calibration)
         self.monotone = monotone
         self.calibration_folds = calibration_folds
+        if calibration_level not in LEVELS:
+            raise ValueError(f"calibration_level: one of {LEVELS}, not {calibration_level!r}")
+        self.calibration_level = calibration_level
 
     def _lgb_params(self, spec: FeatureSpec) -> dict:
         p = self.params
@@ -203,7 +215,8 @@ class ArrearsModel:
         self.best_iteration_ = int(
             self.booster_.best_iteration or self.booster_.current_iteration()
         )
-        self._calibrate(self.predict_raw(X_valid), y_valid)
+        long_run = float(np.concatenate([np.asarray(y), np.asarray(y_valid)]).mean())
+        self._calibrate(self.predict_raw(X_valid), y_valid, long_run)
         return self
 
     def fit_cv(
@@ -242,19 +255,33 @@ class ArrearsModel:
         full = lgb.Dataset(X, label=y, categorical_feature=spec.categorical, free_raw_data=False)
         self.booster_ = lgb.train(self._lgb_params(spec), full, num_boost_round=rounds)
         self.best_iteration_ = rounds
-        report = self._calibrate(oof, y)
+        report = self._calibrate(oof, y, float(y.mean()))  # one snapshot: no cycle to average
         self.cv_ = {"folds": folds, "rounds": rounds, "raw": oof, "pd": report["pd_cv"]}
         return self
 
-    def _calibrate(self, raw: np.ndarray, y: np.ndarray) -> dict:
+    def _calibrate(self, raw: np.ndarray, y: np.ndarray, long_run: float) -> dict:
         """Fit the calibrator on held-out scores: the named method, or (``auto``) the one
-        cross-validation chooses; ``calibration_`` reports every candidate's held-out
-        log-loss and ECE, before and after."""
+        cross-validation chooses; then, with ``calibration_level: long_run``, shift its
+        log-odds so the held-out rows' mean PD is ``long_run``, the arrears rate over every
+        development row (``models.calibration.level_shift``). ``calibration_`` reports every
+        candidate's held-out log-loss and ECE, the chosen map, the rates and the shift."""
         force = None if self.calibration == "auto" else self.calibration  # as asked, reported
         self.calibrator_, report = select(
             raw, y, METHODS, self.calibration_folds, self.params.seed, force
         )
+        mapped = self.calibrator_.transform(raw)
+        if self.calibration_level == "long_run":
+            self.calibrator_.shift = level_shift(mapped, long_run)
+            report["pd_cv"] = shifted(report["pd_cv"], self.calibrator_.shift)
         self.calibration_ = {k: v for k, v in report.items() if k != "pd_cv"}
+        self.calibration_["level"] = {
+            "anchor": self.calibration_level,
+            "held_out_rate": float(np.mean(y)),
+            "long_run_rate": long_run,
+            "held_out_mean_pd_before": float(mapped.mean()),
+            "held_out_mean_pd_after": float(self.calibrator_.transform(raw).mean()),
+            "shift": self.calibrator_.shift,
+        }
         return report
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
@@ -280,6 +307,7 @@ class ArrearsModel:
             "params": asdict(self.params),
             "calibration": self.calibration,
             "calibration_chosen": self.calibrator_.method,
+            "calibration_level": self.calibration_level,
             "monotone": self.monotone,
         }
         (folder / "features.json").write_text(json.dumps(meta, indent=2))
@@ -287,7 +315,12 @@ class ArrearsModel:
     @classmethod
     def load(cls, folder: Path) -> ArrearsModel:
         meta = json.loads((folder / "features.json").read_text())
-        model = cls(BoosterParams(**meta["params"]), meta["calibration"], meta["monotone"])
+        model = cls(
+            BoosterParams(**meta["params"]),
+            meta["calibration"],
+            meta["monotone"],
+            calibration_level=meta.get("calibration_level", "held_out"),  # before 2026-12-03
+        )
         model.spec_ = FeatureSpec(**meta["spec"])
         model.booster_ = lgb.Booster(model_file=str(folder / "model.txt"))
         model.best_iteration_ = model.booster_.current_iteration()

@@ -6,6 +6,14 @@ scores of K-fold cross-validation). :func:`select` fits every candidate map on K
 of those scores, scores the held-out fold, and keeps the map with the lowest cross-validated
 log-loss among those that worsen neither log-loss nor ECE against the uncalibrated score;
 if none does, the score is shipped as it is (``identity``). Nothing is pickled.
+
+The map learns the *shape* from the held-out months; its *level* can then be anchored to the
+long-run arrears rate (:func:`level_shift`, ``Calibrator.shift``): a shift of every PD's
+log-odds by one constant, so that the held-out population's mean PD equals the rate over all
+development months, not the rate of the few months held out. A PD read off a master scale is
+a through-the-cycle figure: three months at the top or the bottom of a cycle must not move
+every grade (on the default base the held-out months ran at 4.06 % against 3.86 % over the
+18 development months, and the test months at 3.42 %).
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from models.metrics import expected_calibration_error
 
 Method = Literal["identity", "isotonic", "platt"]
 METHODS: tuple[str, ...] = ("identity", "platt", "isotonic")
+#: Where a calibrated PD level comes from: every development month, or the held-out months.
+LEVELS: tuple[str, ...] = ("long_run", "held_out")
 _EPS = 1e-9
 
 
@@ -56,12 +66,14 @@ class Calibrator:
 
     ``isotonic``: a non-decreasing step function (scikit-learn's IsotonicRegression), kept as
     its thresholds and applied by linear interpolation. ``platt``: a logistic regression on
-    the logit of the raw probability. ``identity``: the raw probability as it is. All are
-    monotone, so they keep the model's ranking and its monotone constraints.
+    the logit of the raw probability. ``identity``: the raw probability as it is. ``shift``
+    (default 0) is then added to the log-odds, to anchor the level (:func:`level_shift`).
+    All are monotone, so they keep the model's ranking and its monotone constraints.
     """
 
-    def __init__(self, method: Method = "platt") -> None:
+    def __init__(self, method: Method = "platt", shift: float = 0.0) -> None:
         self.method = method
+        self.shift = float(shift)  # added to every calibrated log-odds (level_shift)
 
     def fit(self, raw: np.ndarray, y: np.ndarray) -> Calibrator:
         raw, y = np.asarray(raw, float), np.asarray(y, float)
@@ -77,7 +89,10 @@ class Calibrator:
         return self
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        raw = np.asarray(raw, float)
+        p = self._map(np.asarray(raw, float))
+        return p if self.shift == 0.0 else shifted(p, self.shift)
+
+    def _map(self, raw: np.ndarray) -> np.ndarray:
         if self.method == "identity":
             return raw.copy()
         if self.method == "isotonic":
@@ -86,19 +101,54 @@ class Calibrator:
 
     def to_dict(self) -> dict:
         if self.method == "isotonic":
-            return {"method": "isotonic", "x": self.x_.tolist(), "y": self.y_.tolist()}
-        if self.method == "identity":
-            return {"method": "identity"}
-        return {"method": "platt", "coef": self.coef_, "intercept": self.intercept_}
+            out = {"method": "isotonic", "x": self.x_.tolist(), "y": self.y_.tolist()}
+        elif self.method == "identity":
+            out = {"method": "identity"}
+        else:
+            out = {"method": "platt", "coef": self.coef_, "intercept": self.intercept_}
+        return {**out, "shift": self.shift}
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibrator:
-        cal = cls(data["method"])
+        cal = cls(data["method"], data.get("shift", 0.0))  # saved before 2026-12-03: no shift
         if cal.method == "isotonic":
             cal.x_, cal.y_ = np.asarray(data["x"], float), np.asarray(data["y"], float)
         elif cal.method == "platt":
             cal.coef_, cal.intercept_ = float(data["coef"]), float(data["intercept"])
         return cal
+
+
+def shifted(p: np.ndarray, shift: float) -> np.ndarray:
+    """``p`` with ``shift`` added to its log-odds (0 and 1 stay where they are)."""
+    p = np.asarray(p, float)
+    with np.errstate(divide="ignore"):
+        z = np.log(p) - np.log1p(-p) + shift
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def level_shift(p: np.ndarray, target: float) -> float:
+    """The log-odds shift that makes the mean of ``p`` equal ``target`` (a rate in (0, 1)).
+
+    The mean of the shifted PDs rises strictly with the shift, so bisection on it converges;
+    PDs of exactly 0 or 1 do not move. Raises ``ValueError`` when no shift can reach the
+    target (every PD is 0 or 1, or the target lies outside (0, 1))."""
+    p = np.asarray(p, float)
+    inner = (p > 0) & (p < 1)
+    fixed = float(p[~inner].sum())
+    if not 0 < target < 1 or not inner.any():
+        raise ValueError(f"no log-odds shift brings a mean PD of {p.mean():.4g} to {target}")
+    goal = target * len(p) - fixed  # what the movable PDs must add up to
+    if not 0 < goal < inner.sum():
+        raise ValueError(f"no log-odds shift brings a mean PD of {p.mean():.4g} to {target}")
+    q = p[inner]
+    lo, hi = -30.0, 30.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if shifted(q, mid).sum() < goal:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:

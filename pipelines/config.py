@@ -154,6 +154,7 @@ class TrainParams(_Frozen):
     seed: int = Field(ge=0)
     threads: int = Field(ge=1)
     calibration: Literal["auto", "platt", "isotonic", "identity"] = "auto"
+    calibration_level: Literal["long_run", "held_out"] = "long_run"
     monotone: bool = True
     exclude: tuple[str, ...] = ()
     numeric: tuple[str, ...] | None = None

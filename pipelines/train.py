@@ -186,7 +186,11 @@ def fit(table: pd.DataFrame, params: TrainParams, label: LabelParams) -> Fitted:
     part = {r: (roles == r).to_numpy() for r in ("train", "valid", "test")}
     _single_class(y, part)
     model = ArrearsModel(
-        booster_params(params), params.calibration, params.monotone, params.split.folds
+        booster_params(params),
+        params.calibration,
+        params.monotone,
+        params.split.folds,
+        params.calibration_level,
     )
     train, test = part["train"], part["test"]
     feats = table.loc[:, spec.columns]
@@ -263,7 +267,8 @@ def train_model(
         (staged / "train.json").write_text(json.dumps(summary, indent=2))
     log.info(
         "arrears model (%s): AUC %.4f (baseline %.4f), %d trees, calibration %s "
-        "(held-out ECE %.4f -> %.4f)",
+        "(held-out ECE %.4f -> %.4f), level %s (held-out rate %.4f, long-run %.4f, "
+        "log-odds shift %+.3f)",
         metrics["evaluated_on"],
         metrics["model"]["auc"],
         metrics["baseline"]["auc"],
@@ -271,6 +276,10 @@ def train_model(
         model.calibration_["chosen"],
         model.calibration_["ece_before"],
         model.calibration_["ece_after"],
+        model.calibration_["level"]["anchor"],
+        model.calibration_["level"]["held_out_rate"],
+        model.calibration_["level"]["long_run_rate"],
+        model.calibration_["level"]["shift"],
     )
     return summary, model, input_example(model, table)
 
@@ -282,6 +291,9 @@ def _rounded(report: dict) -> dict:
         m: {k: round(v, 6) for k, v in s.items()} for m, s in report["candidates"].items()
     }
     out["ece_before"], out["ece_after"] = (round(report[k], 6) for k in ("ece_before", "ece_after"))
+    out["level"] = {
+        k: round(v, 6) if isinstance(v, float) else v for k, v in report["level"].items()
+    }
     return out
 
 
@@ -290,6 +302,7 @@ def flat_metrics(summary: dict) -> dict[str, float]:
     out = {f"test_{k}": v for k, v in summary["test"]["model"].items() if k != "n"}
     out["calibration_ece_before"] = summary["calibration"]["ece_before"]
     out["calibration_ece_after"] = summary["calibration"]["ece_after"]
+    out["calibration_level_shift"] = summary["calibration"]["level"]["shift"]
     out.update({f"baseline_{k}": v for k, v in summary["test"]["baseline"].items() if k != "n"})
     out["best_iteration"] = summary["best_iteration"]
     return out

@@ -267,6 +267,34 @@ def test_hand_computed_ledger():
     assert labels["in_arrears"].tolist() == [1]  # DPD 43 with 200 overdue at 2024-04-30
 
 
+def test_a_reversal_unsettles_the_bill_it_re_opens_until_money_covers_it_again():
+    """Bill 1 paid on time, the payment bounced, then paid again: late while re-opened."""
+    bills = [
+        ("A", "2024-01", 200.0, 100.0, T("2024-02-03"), T("2024-02-18")),
+        ("A", "2024-02", 200.0, 100.0, T("2024-03-03"), T("2024-03-18")),
+    ]
+    payments = [
+        ("A", T("2024-02-15"), 100.0),  # bill 1, on time
+        ("A", T("2024-03-05"), -100.0),  # bounced: bill 1 is owed again
+        ("A", T("2024-04-10"), 200.0),  # both bills covered
+    ]
+    c, b, p = _one_customer(bills, payments)
+    snaps = Snapshots((T("2024-03-31"), T("2024-04-30")))
+    f = build_features(c, b, p, snaps, COSTS, GRACE).set_index("as_of")
+    march, april = f.loc[T("2024-03-31")], f.loc[T("2024-04-30")]
+    assert march["overdue_arrears"] == 200.0 and march["dpd"] == 42
+    assert march["late_bills_3m"] == 2  # bill 1 re-opened (42 days), bill 2 unpaid (13 days)
+    assert march["late30_bills_3m"] == 1
+    assert march["on_time_share_3m"] == 0.0  # the bounced payment paid nothing
+    assert np.isnan(march["pay_delay_mean_12m"])  # no bill is settled at 03-31
+    assert april["late_bills_3m"] == 2 and april["late30_bills_3m"] == 1  # 52 and 23 days
+    assert april["pay_delay_mean_12m"] == (52 + 23) / 2
+    for day in snaps.as_of:
+        ref = reference_features(c, b, p, day, COSTS, GRACE).iloc[0]
+        for col in ("late_bills_3m", "late30_bills_3m", "on_time_share_3m", "pay_delay_mean_12m"):
+            assert np.isclose(ref[col], f.loc[day, col], equal_nan=True), (day, col)
+
+
 def test_a_payment_inside_the_horizon_can_clear_the_label():
     bills = [("A", "2024-01", 200.0, 100.0, T("2024-02-03"), T("2024-02-18"))]
     c, b, p = _one_customer(bills, [])

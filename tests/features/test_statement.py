@@ -64,6 +64,35 @@ def test_a_bill_short_paid_then_made_up_is_settled_the_day_it_is_covered():
     assert early.loc["2025-01", "days_late"] == 29  # unpaid: counted to as_of
 
 
+def test_a_bounced_payment_leaves_the_bill_owed_and_unsettled_on_the_statement():
+    day = pd.Timestamp
+    bills = pd.DataFrame(
+        {
+            "customer_id": "C1",
+            "period": ["2025-01", "2025-02"],
+            "amount": [100.0, 100.0],
+            "issued_on": [day("2025-02-03"), day("2025-03-03")],
+            "due_date": [day("2025-02-18"), day("2025-03-18")],
+        }
+    )
+    payments = pd.DataFrame(
+        {
+            "customer_id": "C1",
+            "paid_on": [day("2025-02-15"), day("2025-03-05"), day("2025-04-10")],
+            "amount": [100.0, -100.0, 200.0],
+        }
+    )
+    march = statement(bills, payments, day("2025-03-31")).set_index("period")
+    assert march.loc["2025-01", "owed"] == 100.0
+    assert pd.isna(march.loc["2025-01", "settled_on"])  # not both settled and owed
+    assert march.loc["2025-01", "days_late"] == 41  # counted to as_of
+    assert march.loc["2025-01", "paid_by_due"] == 100.0  # it was paid by its due date
+    april = statement(bills, payments, day("2025-04-30")).set_index("period")
+    assert april.loc["2025-01", "settled_on"] == day("2025-04-10")
+    assert april.loc["2025-01", "days_late"] == 51
+    assert (april["owed"] == 0).all()
+
+
 FACTS = (
     "overdue_arrears",
     "dpd",

@@ -121,3 +121,40 @@ def test_bring_your_own_feature_table(table, tmp_path):
     assert "tamper_alarms" not in model.spec_.monotone  # not in the catalog: unconstrained
     assert summary["test"]["model"]["auc"] > 0.7
     assert list(example.columns) == model.spec_.columns
+
+
+def _drifting(n, intercept, seed):
+    """Rows whose log-odds of arrears is ``intercept + 1.5 x``: the same risk, another level."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(intercept + 1.5 * x)))).astype(int)
+    return pd.DataFrame({"x": x, "in_arrears": y})
+
+
+@pytest.mark.parametrize("level", ["long_run", "held_out"])
+def test_the_pd_level_is_the_long_run_rate_not_the_held_out_months_rate(level):
+    """Training months at one level, held-out months at a higher one (a cycle's peak): with
+    ``long_run`` the held-out rows' mean PD is the rate over every development row; with
+    ``held_out`` it is the held-out rate (the map is fitted there and not moved)."""
+    train, valid = _drifting(60_000, -3.4, 5), _drifting(20_000, -2.8, 6)
+    spec = infer_spec(train, "in_arrears", [])
+    params = BoosterParams(
+        num_leaves=7, n_estimators=200, early_stopping_rounds=20, threads=THREADS
+    )
+    model = ArrearsModel(params, "platt", monotone=False, calibration_level=level).fit(
+        to_matrix(train, spec), train["in_arrears"].to_numpy(),
+        to_matrix(valid, spec), valid["in_arrears"].to_numpy(), spec,
+    )  # fmt: skip
+    pd_valid = model.predict_proba(to_matrix(valid, spec)).mean()
+    rep = model.calibration_["level"]
+    long_run = pd.concat([train, valid])["in_arrears"].mean()
+    assert rep["long_run_rate"] == pytest.approx(long_run)
+    assert rep["held_out_rate"] == pytest.approx(valid["in_arrears"].mean())
+    assert rep["held_out_rate"] > 1.3 * long_run  # the held-out months do run high
+    if level == "long_run":
+        assert pd_valid == pytest.approx(long_run, rel=1e-6)
+        assert rep["shift"] < 0
+    else:
+        assert pd_valid == pytest.approx(valid["in_arrears"].mean(), rel=0.01)
+        assert rep["shift"] == 0.0
+    assert rep["held_out_mean_pd_after"] == pytest.approx(pd_valid)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models.calibration import Calibrator, select
+from models.calibration import Calibrator, level_shift, select, shifted
 from models.metrics import (
     assign_grades,
     classification_metrics,
@@ -202,3 +204,33 @@ def test_jeffreys_test_of_a_grade_pd():
     fair = grade_table(y, np.full(1000, 0.03), grades, ["A"])
     assert low.loc[0, "jeffreys_p"] == pytest.approx(beta.cdf(0.01, 30.5, 970.5))
     assert low.loc[0, "jeffreys_p"] < 0.001 < 0.3 < fair.loc[0, "jeffreys_p"] < 0.7
+
+
+def test_level_shift_brings_the_mean_pd_to_the_target_and_keeps_the_ranking():
+    rng = np.random.default_rng(3)
+    p = np.concatenate([rng.beta(1, 20, 20_000), [0.0, 1.0]])  # 0 and 1 cannot move
+    for target in (0.01, p.mean(), 0.2):
+        shift = level_shift(p, target)
+        q = shifted(p, shift)
+        assert q.mean() == pytest.approx(target, rel=1e-9)
+        assert (np.argsort(q, kind="stable") == np.argsort(p, kind="stable")).all()
+        assert q[-2:].tolist() == [0.0, 1.0]
+    assert level_shift(p, p.mean()) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="no log-odds shift"):
+        level_shift(np.array([0.0, 1.0]), 0.3)
+    with pytest.raises(ValueError, match="no log-odds shift"):
+        level_shift(p, 1.0)
+
+
+@pytest.mark.parametrize("method", ["identity", "isotonic", "platt"])
+def test_a_shifted_calibrator_survives_json_and_an_old_file_reads_as_unshifted(method):
+    rng = np.random.default_rng(4)
+    raw = rng.uniform(0.001, 0.5, 5_000)
+    y = (rng.random(len(raw)) < raw).astype(int)
+    cal = Calibrator(method).fit(raw, y)
+    plain = cal.transform(raw)
+    cal.shift = -0.3
+    again = Calibrator.from_dict(json.loads(json.dumps(cal.to_dict())))
+    np.testing.assert_allclose(again.transform(raw), shifted(plain, -0.3), rtol=1e-12)
+    old = {k: v for k, v in cal.to_dict().items() if k != "shift"}  # a calibrator.json of before
+    np.testing.assert_allclose(Calibrator.from_dict(old).transform(raw), plain, rtol=1e-12)
