@@ -225,20 +225,46 @@ def promote(
     model_name: Annotated[str, typer.Option("--model", help="registered model")] = (
         "gridscore-arrears"
     ),
-    metric: Annotated[str, typer.Option(help="run metric to compare, higher is better")] = (
-        "test_auc"
+    metric: Annotated[
+        str | None,
+        typer.Option(help="another model: the run metric to compare, higher is better"),
+    ] = None,
+    features: Annotated[Path, typer.Option(help="feature table (Parquet)")] = Path(
+        "data/features/features.parquet"
     ),
+    labels: Annotated[Path, typer.Option(help="labels (Parquet)")] = Path(
+        "data/features/labels.parquet"
+    ),
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="the candidate's folder")] = Path(
+        "artifacts/arrears"
+    ),
+    metrics: Annotated[Path, typer.Option(help="the verdict (JSON, a DVC metric)")] = Path(
+        "metrics/promotion.json"
+    ),
+    force: Annotated[bool, typer.Option(help="move the alias even if the gate fails")] = False,
+    refusal_ok: Annotated[
+        bool, typer.Option(help="exit 0 when the gate refuses (the DVC stage)")
+    ] = False,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Make the candidate version the champion if its metric is no worse (exit 1 if not)."""
-    from pipelines.tracking import Tracker
+    """The champion/challenger gate: the arrears candidate becomes champion only if it beats
+    the champion on the same test rows (exit 1 if refused). With --metric, any registered
+    model by one run metric instead."""
+    p = _params(params)
+    if metric is not None or model_name != "gridscore-arrears":
+        from pipelines.tracking import Tracker
 
-    def call() -> tuple[bool, str]:
-        return Tracker(_params(params).tracking.experiment).promote(model_name, metric)
+        promoted, message = _guard(
+            lambda: Tracker(p.tracking.experiment).promote(model_name, metric or "test_auc")
+        )
+    else:
+        from pipelines import promote as stage
 
-    promoted, message = _guard(call)
+        paths = stage.Paths(features, labels, model_dir, metrics)
+        verdict = _guard(lambda: stage.run(p, paths, force))
+        promoted, message = verdict["promoted"] or verdict["passed"], verdict["message"]
     typer.echo(message)
-    if not promoted:
+    if not promoted and not refusal_ok:
         raise typer.Exit(1)
 
 

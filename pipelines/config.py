@@ -290,6 +290,19 @@ class ScoreParams(_Frozen):
     allow_ahead: bool = False  # an as_of after the data's last month end (a forecast)
 
 
+class PromoteParams(_Frozen):
+    """The champion/challenger gate (models.gate): the margins a candidate must clear."""
+
+    enabled: bool = True  # the promote stage moves the alias when the gate passes
+    min_auc_gain: float = Field(default=0.0005, ge=0)  # over the champion, same test rows
+    max_ks_loss: float = Field(default=0.01, ge=0)
+    max_ece_rise: float = Field(default=0.002, ge=0)
+    max_ece: float = Field(default=0.02, gt=0)  # the bar for any model, a first one too
+    psi_alert: float = Field(default=0.25, gt=0)  # PSI of its PDs against the champion's
+    bootstrap: int = Field(default=200, ge=10)  # resamples for the AUC gain's interval
+    seed: int = 0
+
+
 class TrackingParams(_Frozen):
     """MLflow settings; the tracking URI itself comes from MLFLOW_TRACKING_URI or the default."""
 
@@ -317,6 +330,7 @@ class Params(_Frozen):
     policy: PolicyParams
     explain: ExplainParams = ExplainParams()
     score: ScoreParams = ScoreParams()
+    promote: PromoteParams = PromoteParams()
     tracking: TrackingParams = TrackingParams()
 
     @model_validator(mode="after")

@@ -198,10 +198,23 @@ class Tracker:
     def add_to_run(
         self, run_id: str, metrics: dict[str, float], files: list[Path], artifact_path: str
     ) -> None:
-        """Add metrics and files to a finished run (the evaluation of a trained model)."""
+        """Add metrics and files to a finished run (the evaluation of a trained model).
+
+        Raises:
+            TrackingError: the store has no such run (it was deleted, or the output was made
+                against another store).
+        """
         import mlflow
 
-        self.client()
+        client = self.client()
+        try:
+            client.get_run(run_id)
+        except mlflow.exceptions.MlflowException as exc:
+            raise TrackingError(
+                f"the run {run_id} noted beside the model is not in the tracking store "
+                f"{self.uri}: the store was replaced or the model made against another; "
+                "train again (dvc repro --force train) or set tracking.enabled: false"
+            ) from exc
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metrics(metrics)
             self.log_files(files, artifact_path)

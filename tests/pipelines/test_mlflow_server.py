@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -104,6 +105,26 @@ def _train(small_features: Path, out: Path, params: Path):
     )
 
 
+def _promote(small_features: Path, model: Path, tmp_path: Path, *extra: str):
+    return runner.invoke(
+        app,
+        [
+            "promote",
+            "--features",
+            str(small_features / "features.parquet"),
+            "--labels",
+            str(small_features / "labels.parquet"),
+            "--model-dir",
+            str(model),
+            "--metrics",
+            str(tmp_path / "promotion.json"),
+            "--params",
+            str(sorted(tmp_path.glob("params_*.yaml"))[0]),
+            *extra,
+        ],
+    )
+
+
 def test_train_logs_registers_and_promotes_against_a_server(
     server, small_features, tmp_path, monkeypatch
 ):
@@ -120,12 +141,20 @@ def test_train_logs_registers_and_promotes_against_a_server(
     v1 = client.get_model_version_by_alias("gridscore-arrears", "candidate")
     assert v1.version == "1" and v1.run_id == run.info.run_id
 
-    res = runner.invoke(app, ["promote"])
+    res = _promote(small_features, tmp_path / "m1", tmp_path)
     assert res.exit_code == 0, res.output
-    assert "champion is now version 1" in res.output
+    assert "champion is now version 1" in res.output  # no champion yet: its own bars
     assert client.get_model_version_by_alias("gridscore-arrears", "champion").version == "1"
+    verdict = json.loads((tmp_path / "promotion.json").read_text())
+    assert verdict["passed"] and verdict["promoted"] and verdict["champion_version"] is None
+    gate = client.get_run(run.info.run_id).data.metrics
+    assert gate["gate_passed"] == 1.0 and gate["gate_auc"] == pytest.approx(
+        verdict["candidate"]["auc"]
+    )
+    res = _promote(small_features, tmp_path / "m1", tmp_path)
+    assert res.exit_code == 0 and "version 1 is already the champion" in res.output
 
-    # A worse model becomes the candidate but not the champion.
+    # A worse model becomes the candidate but not the champion: the gate says why.
     res = _train(
         small_features,
         tmp_path / "m2",
@@ -133,10 +162,20 @@ def test_train_logs_registers_and_promotes_against_a_server(
     )
     assert res.exit_code == 0, res.output
     assert client.get_model_version_by_alias("gridscore-arrears", "candidate").version == "2"
-    res = runner.invoke(app, ["promote"])
+    res = _promote(small_features, tmp_path / "m1", tmp_path)  # not the registry's candidate
+    assert res.exit_code == 2 and "is not the model in" in res.output
+    res = _promote(small_features, tmp_path / "m2", tmp_path)
     assert res.exit_code == 1
-    assert "kept champion version 1" in res.output
+    assert "kept champion version 1: candidate version 2 fails the gate" in res.output
+    assert "against the champion's" in res.output  # the AUC comparison on the same rows
     assert client.get_model_version_by_alias("gridscore-arrears", "champion").version == "1"
+    verdict = json.loads((tmp_path / "promotion.json").read_text())
+    assert (
+        verdict["champion_version"] == "1" and verdict["auc_gain"] < 0 and not verdict["promoted"]
+    )
+    assert verdict["champion"]["auc"] > verdict["candidate"]["auc"]
+    res = _promote(small_features, tmp_path / "m2", tmp_path, "--refusal-ok")  # as DVC runs it
+    assert res.exit_code == 0 and "kept champion version 1" in res.output
 
     # The champion scores a feature table through the pyfunc, served by the server's registry.
     model = mlflow.pyfunc.load_model("models:/gridscore-arrears@champion")
@@ -145,3 +184,10 @@ def test_train_logs_registers_and_promotes_against_a_server(
     pd_ = model.predict(table)["pd"]
     assert len(pd_) == 50 and pd_.between(0, 1).all()
     assert os.environ["MLFLOW_TRACKING_URI"] == server
+
+    # Forced past the gate: the alias moves, and the verdict says it was forced and why.
+    res = _promote(small_features, tmp_path / "m2", tmp_path, "--force")
+    assert res.exit_code == 0 and "champion is now version 2 (forced past:" in res.output
+    assert client.get_model_version_by_alias("gridscore-arrears", "champion").version == "2"
+    verdict = json.loads((tmp_path / "promotion.json").read_text())
+    assert verdict["forced"] and verdict["promoted"] and not verdict["passed"]
