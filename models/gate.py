@@ -111,7 +111,9 @@ def judge(
             rules.seed,
         )  # fmt: skip
         out |= {"champion": champ, "auc_gain": gain, "auc_gain_90": [lo, hi], "psi_grades": shift}
-        if gain < rules.min_auc_gain:
+        if np.array_equal(np.asarray(candidate, float), np.asarray(champion, float)):
+            reasons.append("its PDs equal the champion's on every row: the same model")
+        elif gain < rules.min_auc_gain:
             reasons.append(
                 f"AUC {cand['auc']:.4f} against the champion's {champ['auc']:.4f}: a gain of "
                 f"{gain:+.4f}, short of the {rules.min_auc_gain} required "

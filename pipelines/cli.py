@@ -289,6 +289,43 @@ def segment(
 
 
 @app.command()
+def monitor(
+    features: Table = Path("data/features/features.parquet"),
+    labels: Annotated[Path, typer.Option(help="labels (Parquet)")] = Path(
+        "data/features/labels.parquet"
+    ),
+    ledger: Annotated[Path, typer.Option(help="the features stage's ledger.parquet")] = Path(
+        "data/features/ledger.parquet"
+    ),
+    model: Annotated[Path, typer.Option(help="folder of the arrears model")] = Path(
+        "artifacts/arrears"
+    ),
+    segments: Annotated[Path, typer.Option(help="folder of the segment model")] = Path(
+        "artifacts/segments"
+    ),
+    reports: Annotated[Path, typer.Option(help="folder for the CSV tables")] = Path(
+        "reports/monitor"
+    ),
+    metrics: Annotated[Path, typer.Option(help="compact JSON (DVC metrics)")] = Path(
+        "metrics/monitor.json"
+    ),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """The last monthly runs: stability (PSI, CSI), expected and back-tested performance,
+    fairness by group."""
+    from pipelines import monitor as stage
+
+    paths = stage.Paths(features, labels, ledger, model, segments, reports, metrics)
+    summary = _guard(lambda: stage.run(_params(params), paths))
+    last = summary["runs"][-1]
+    typer.echo(
+        f"{len(summary['runs'])} runs to {last['as_of']}: PSI of the PD "
+        f"{last['psi_pd_vs_reference']:.3f} against the training rows, {last['alerts']} "
+        f"alerts, {last['fairness_flags']} fairness flags; {reports}"
+    )
+
+
+@app.command()
 def explain(
     features: Table = Path("data/features/features.parquet"),
     model: Annotated[Path, typer.Option(help="folder of the arrears model")] = Path(

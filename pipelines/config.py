@@ -303,6 +303,21 @@ class PromoteParams(_Frozen):
     seed: int = 0
 
 
+class MonitorParams(_Frozen):
+    """The monitor stage: the runs watched and when a shift or a gap is flagged."""
+
+    runs: int = Field(default=6, ge=2)  # the last month ends of the feature table
+    psi_warn: float = Field(default=0.10, gt=0)
+    psi_alert: float = Field(default=0.25, gt=0)
+    groups: tuple[str, ...] = ("region", "tariff_class")  # fairness and stability within
+    fairness_tolerance: float = Field(default=0.05, ge=0)  # a rate's gap from the rest
+    calibration_tolerance: float = Field(default=0.25, ge=0)  # mean PD / realised, its gap
+    watch_kwh_change: float = Field(default=0.25, gt=0)  # energy-intensive: a kWh change flagged
+    watch_pd_ratio: float = Field(default=1.5, gt=1)  # ... or a PD this many times the first run's
+    bootstrap: int = Field(default=200, ge=10)
+    seed: int = 0
+
+
 class TrackingParams(_Frozen):
     """MLflow settings; the tracking URI itself comes from MLFLOW_TRACKING_URI or the default."""
 
@@ -331,6 +346,7 @@ class Params(_Frozen):
     explain: ExplainParams = ExplainParams()
     score: ScoreParams = ScoreParams()
     promote: PromoteParams = PromoteParams()
+    monitor: MonitorParams = MonitorParams()
     tracking: TrackingParams = TrackingParams()
 
     @model_validator(mode="after")

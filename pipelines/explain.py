@@ -98,7 +98,7 @@ class Paths:
     ledger: Path | None = None  # the features stage's ledger.parquet: incomplete ledgers
 
 
-def _read_features(path: Path, filter_=None) -> pd.DataFrame:
+def read_features(path: Path, filter_=None) -> pd.DataFrame:
     if not path.exists():
         raise InputMissing(f"{path}: no feature table (run `dvc repro features`)")
     table = pq.read_table(path, filters=filter_).to_pandas(date_as_object=False)
@@ -106,7 +106,7 @@ def _read_features(path: Path, filter_=None) -> pd.DataFrame:
     return table
 
 
-def _with_ledger(rows: pd.DataFrame, ledger: Path | None) -> pd.DataFrame:
+def with_ledger(rows: pd.DataFrame, ledger: Path | None) -> pd.DataFrame:
     """The rows with their quarantined rows at as_of (from the features stage's ledger), so
     they are decided exactly as the score stage decides them."""
     if ledger is None or not Path(ledger).exists():
@@ -115,7 +115,7 @@ def _with_ledger(rows: pd.DataFrame, ledger: Path | None) -> pd.DataFrame:
     filters = [("as_of", "in", days)]
     if rows["customer_id"].nunique() <= 100:  # a lookup: read only those customers' rows
         filters.append(("customer_id", "in", list(rows["customer_id"].unique())))
-    gaps = _read_features(Path(ledger), filters)
+    gaps = read_features(Path(ledger), filters)
     return rows.merge(gaps, on=["customer_id", "as_of"], how="left")
 
 
@@ -134,7 +134,9 @@ def _decide(rows: pd.DataFrame, model: DecisionModel) -> tuple[pd.DataFrame, Exp
     return keys, x
 
 
-def _model(params: Params, model_dir: Path, segments: Path | None, workdir: Path):
+def decision_model(params: Params, model_dir: Path, segments: Path | None, workdir: Path):
+    """The decision model of the score stage from the train and segment stages' folders
+    (registry URIs downloaded into ``workdir``); no segment run: decided without a tier."""
     if segments is not None and not (Path(segments) / "tiers.json").exists():
         segments = None  # no segment stage run: decided without a tier, flagged no_tier
     return decision.load(model_dir, segments, params, workdir, Tracker.of(params)).model
@@ -147,15 +149,15 @@ def run(params: Params, paths: Paths) -> dict:
 
 
 def _stage(params: Params, paths: Paths) -> dict:
-    table = _read_features(paths.features)
+    table = read_features(paths.features)
     day = decision_day(params, table["as_of"])
     rows = table[table["as_of"] == day].reset_index(drop=True)
     if rows.empty:
         raise NotFound(f"{paths.features}: no rows at as_of {day.date()}")
     del table
-    rows = _with_ledger(rows, paths.ledger)
+    rows = with_ledger(rows, paths.ledger)
     with tempfile.TemporaryDirectory(prefix=f"gridscore-models-{os.getpid()}-") as workdir:
-        model = _model(params, paths.model, paths.segments, Path(workdir))
+        model = decision_model(params, paths.model, paths.segments, Path(workdir))
     keys, x = _decide(rows, model)
     keys = KEYS.validate(keys)
     reasons = x.reasons
@@ -314,7 +316,7 @@ def explain_customer(
         NotFound: The customer is not in the feature table, or has no row at ``as_of``
             (the message lists the snapshots it has).
     """
-    rows = _read_features(features, [("customer_id", "=", customer)])
+    rows = read_features(features, [("customer_id", "=", customer)])
     if rows.empty:
         near = _near_ids(features, customer)
         if near:
@@ -343,8 +345,8 @@ def explain_customer(
             f"{len(days)} month ends from {days.iloc[0].date()} to {days.iloc[-1].date()}"
         )
     with tempfile.TemporaryDirectory(prefix=f"gridscore-models-{os.getpid()}-") as workdir:
-        model = _model(params, model_dir, segments, Path(workdir))
-    keys, x = _decide(_with_ledger(row, ledger), model)
+        model = decision_model(params, model_dir, segments, Path(workdir))
+    keys, x = _decide(with_ledger(row, ledger), model)
     keys = keys.iloc[0]
     cluster = None if pd.isna(keys["cluster"]) else int(keys["cluster"])
     segment = model.segmenter.names.get(cluster) if model.segmenter is not None else None

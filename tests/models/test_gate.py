@@ -82,7 +82,9 @@ def test_a_better_candidate_passes_and_an_equal_or_shifted_one_does_not():
     assert 0 < lo <= better["auc_gain"] <= hi
     same = judge(y, p, p, 0.5, rules)
     assert not same["passed"] and same["psi_grades"] == 0.0
-    assert any("short of the 0.0005 required" in r for r in same["reasons"])
+    assert same["reasons"] == ["its PDs equal the champion's on every row: the same model"]
+    tiny = judge(y, p * 1.0001, p, 0.5, rules)  # another model, no better
+    assert any("short of the 0.0005 required" in r for r in tiny["reasons"])
     # The same ranking at twice the odds: no AUC gain, ECE up, every grade moves.
     odds = p / (1 - p) * 2.5
     shifted = judge(y, odds / (1 + odds), noisy, 0.5, rules, scale=SCALE)
