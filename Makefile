@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test lint bench clean help
+.PHONY: install browser repro test lint bench clean help
 
 help:
 	@echo "make repro  - create .venv, install pinned dependencies, run the DVC pipeline (dvc repro)"
@@ -26,7 +26,14 @@ install: $(STAMP)
 repro: install
 	$(BIN)/dvc repro
 
-test: install
+# Debian's Chromium, for the test that opens the HTML report in a real headless browser.
+browser:
+	@command -v chromium >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
+
+test: install browser
 	$(BIN)/python -m pytest -n 3 --dist loadgroup --durations=15
 
 lint: install

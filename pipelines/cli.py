@@ -326,6 +326,23 @@ def monitor(
 
 
 @app.command()
+def report(
+    metrics: Annotated[Path, typer.Option(help="the stages' metrics folder")] = Path("metrics"),
+    reports: Annotated[Path, typer.Option(help="the stages' reports folder")] = Path("reports"),
+    lock: Annotated[Path, typer.Option(help="dvc.lock, for the hashes")] = Path("dvc.lock"),
+    out: Annotated[Path, typer.Option(help="folder for report.en.html and report.zh.html")] = (
+        Path("reports/report")
+    ),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """One self-contained, offline HTML page of the run, in English and in Chinese."""
+    from pipelines import report as stage
+
+    written = _guard(lambda: stage.run(_params(params), stage.Paths(metrics, reports, lock, out)))
+    typer.echo(" ".join(str(p) for p in written))
+
+
+@app.command()
 def explain(
     features: Table = Path("data/features/features.parquet"),
     model: Annotated[Path, typer.Option(help="folder of the arrears model")] = Path(
