@@ -29,7 +29,7 @@ def _paths(root, segments, tmp_path, features=None):
 def monitored(default_run, segmented, tmp_path_factory):
     root, _, _ = default_run
     out = tmp_path_factory.mktemp("monitor")
-    p = default_params().override("monitor", runs=4)
+    p = default_params().override("monitor", runs=4, bootstrap=20)
     summary = monitor.run(p, _paths(root, segmented[0] / "model", out))
     return out, summary, p
 
@@ -95,7 +95,7 @@ def test_the_same_month_twice_is_stable_and_a_shifted_feature_is_an_alert(
     copy = pd.concat([feats[feats["as_of"] != last], same], ignore_index=True)
     path = tmp_path / "same.parquet"
     copy.to_parquet(path)
-    p = default_params().override("monitor", runs=2)
+    p = default_params().override("monitor", runs=2, bootstrap=10)
     monitor.run(p, _paths(root, segmented[0] / "model", tmp_path / "a", path))
     stab = pd.read_csv(tmp_path / "a" / "reports" / "stability.csv")
     prev = stab[(stab["as_of"] == str(pd.Timestamp(last).date())) & (stab["against"] == "previous")]

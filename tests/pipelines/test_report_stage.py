@@ -28,7 +28,7 @@ def pages(default_run, segmented, explained, tmp_path_factory):
     shutil.copytree(segmented[0] / "reports", reports / "segments")
     shutil.copytree(explained[0] / "reports", reports / "explanations")
     f = root / "features"
-    p = default_params().override("monitor", runs=4)
+    p = default_params().override("monitor", runs=2, bootstrap=10)
     monitor.run(
         p,
         monitor.Paths(f / "features.parquet", f / "labels.parquet", f / "ledger.parquet",
