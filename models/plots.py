@@ -106,16 +106,18 @@ def pyramid(profiles: pd.DataFrame):
             color=plt.cm.viridis(level / max(len(tiers), 1)),
         )
         row = profiles.loc[tier]
+        r, g, b, _ = plt.cm.viridis(level / max(len(tiers), 1))
+        light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5  # the top tiers' bars are light
         ax.text(
             0.5,
             level,
-            f"{tier}: {int(row['customers']):,} customers ({row['share_of_customers']:.1%}), "
+            f"{tier}: {int(row['customers']):,} customers ({row['share_of_customers']:.1%})\n"
             f"{row['share_of_profit']:.1%} of profit",
             ha="center",
             va="center",
             fontsize=8,
-            color="white",
-        )
+            color="black" if light else "white",
+        )  # two lines: the narrow top bar holds them (tests/models/test_segments.py)
     ax.set_xlim(0, 1)
     ax.axis("off")
     ax.set_title("Customer value pyramid")

@@ -156,3 +156,33 @@ def test_a_segment_s_traits_add_their_service_to_the_tier_s():
     policy = CreditPolicy(service, {"C": "security"}, segment_service=added)
     out = recommend(tier[:2], pd.Series(["C", "C"]), policy, segment=segment[:2])
     assert out["service_level"].tolist() == levels.tolist()[:2]
+
+
+def test_every_pyramid_label_sits_inside_its_bar_in_a_colour_that_shows():
+    """Tier A's bar is the narrowest: its label used to run past both ends, white on white."""
+    import matplotlib.colors as mcolors
+    from matplotlib.patches import Rectangle
+
+    from models.plots import pyramid
+
+    profiles = pd.DataFrame(
+        {"customers": [124, 546, 5707, 12393], "share_of_customers": [0.007, 0.029, 0.304, 0.66],
+         "share_of_profit": [0.491, 0.301, 0.154, 0.054]},
+        index=["A", "B", "C", "D"],
+    )  # fmt: skip
+    fig = pyramid(profiles)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(bars) == len(ax.texts) == 4
+    for bar, text in zip(bars, ax.texts, strict=True):
+        box, label = bar.get_window_extent(renderer), text.get_window_extent(renderer)
+        assert box.x0 < label.x0 and label.x1 < box.x1, text.get_text()
+        r, g, b, _ = bar.get_facecolor()
+        fill = 0.299 * r + 0.587 * g + 0.114 * b
+        ink = sum(
+            w * c
+            for w, c in zip((0.299, 0.587, 0.114), mcolors.to_rgb(text.get_color()), strict=True)
+        )
+        assert abs(fill - ink) > 0.4, text.get_text()  # contrast between text and bar
