@@ -86,8 +86,12 @@ def cjk_font() -> str:
     return font_manager.FontProperties(fname=path).get_name()
 
 
-def save(fig, path) -> None:
+def save(fig, path, stamp: str | None = None) -> None:
+    """Write the figure; ``stamp`` (what it is of: the as-of, the model version) goes small in
+    its bottom right corner, so a figure read on its own still says which run it shows."""
     fig.tight_layout()
+    if stamp:
+        fig.text(0.995, 0.004, stamp, ha="right", va="bottom", fontsize=6, color="#555555")
     fig.savefig(path)
     plt.close(fig)
 

@@ -9,7 +9,6 @@ decision here, so they decide alike.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from features.errors import InputMissing
 from models.arrears import ArrearsModel
 from models.decision import DecisionConfig, DecisionModel, Segmenter
 from pipelines.config import Params
+from pipelines.io import digest, model_version
 from pipelines.tracking import Tracker
 
 #: The registered name of the whole-decision pyfunc the score stage logs.
@@ -53,13 +53,6 @@ def config(params: Params) -> DecisionConfig:
     )
 
 
-def _digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.read_bytes())
-    return h.hexdigest()[:12]
-
-
 def arrears_folder(where: str, workdir: Path, tracker: Tracker | None) -> tuple[Path, str]:
     """The arrears model's local folder and its version (``NAME/VERSION`` for a registry URI,
     downloaded into ``workdir``; ``folder@digest`` for a folder, which needs no tracking)."""
@@ -70,7 +63,7 @@ def arrears_folder(where: str, workdir: Path, tracker: Tracker | None) -> tuple[
     folder = Path(where)
     if not (folder / "model.txt").exists():
         raise InputMissing(f"{folder}: no model.txt (the train stage's output folder)")
-    return folder, f"{folder.name}@{_digest(folder / 'model.txt', folder / 'calibrator.json')}"
+    return folder, model_version(folder)
 
 
 def _segments(where: str, workdir: Path, tracker: Tracker) -> tuple[Path, str]:
@@ -80,7 +73,7 @@ def _segments(where: str, workdir: Path, tracker: Tracker) -> tuple[Path, str]:
         folder = Path(where)
         if not (folder / "tiers.json").exists():
             raise InputMissing(f"{folder}: no tiers.json (the segment stage's output folder)")
-        version = f"{folder.name}@{_digest(folder / 'tiers.json')}"
+        version = f"{folder.name}@{digest(folder / 'tiers.json')}"
     only = workdir / "segments"  # the pipeline and its tier map, without every row's tier
     only.mkdir(parents=True, exist_ok=True)
     for name in _SEGMENT_FILES:

@@ -30,7 +30,7 @@ from models.metrics import (
     rates_rise,
 )
 from pipelines.config import GradeParams, LabelParams, Params, TrainParams
-from pipelines.io import rounded, staged_folder, write_json, write_parquet
+from pipelines.io import model_version, rounded, staged_folder, write_json, write_parquet
 from pipelines.stage import guarded
 from pipelines.tracking import Tracker
 from pipelines.train import load_table, split_roles
@@ -152,7 +152,11 @@ def evaluate_model(
         scored = scored.assign(exposure=exposure, expected_loss=el)
     # one evaluation's figures, curves and scores, never a mix with the previous one's
     with staged_folder(reports) as rep, staged_folder(plots_dir) as curves_dir:
-        _write_reports(rep, curves_dir, y, pd_, raw, metrics, gtable)
+        stamp = (
+            f"{evaluated_on} {metrics['test']['first']} to {metrics['test']['last']} · "
+            f"model {model_version(model_dir)}"
+        )
+        _write_reports(rep, curves_dir, y, pd_, raw, metrics, gtable, stamp)
         write_parquet(scored, rep / "test_scores.parquet")
     metrics = rounded(metrics)  # what the metric means, not the CPU's last bits
     write_json(metrics, metrics_path)
@@ -215,7 +219,7 @@ def _oracle(
 
 
 def _write_reports(
-    reports: Path, folder: Path, y, pd_, raw, metrics: dict, gtable: pd.DataFrame
+    reports: Path, folder: Path, y, pd_, raw, metrics: dict, gtable: pd.DataFrame, stamp: str
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     reports.mkdir(parents=True, exist_ok=True)
@@ -225,14 +229,18 @@ def _write_reports(
     before["calibration"].to_csv(folder / "calibration_uncalibrated.csv", index=False)
     gtable.to_csv(reports / "grades.csv", index=False)
     m = metrics["model"]
-    plots.save(plots.roc(after["roc"], m["auc"]), reports / "roc.png")
-    plots.save(plots.precision_recall(after["pr"], m["pr_auc"]), reports / "precision_recall.png")
+    plots.save(plots.roc(after["roc"], m["auc"]), reports / "roc.png", stamp)
     plots.save(
-        plots.calibration(after["calibration"], before["calibration"]), reports / "calibration.png"
+        plots.precision_recall(after["pr"], m["pr_auc"]), reports / "precision_recall.png", stamp
     )
-    plots.save(plots.ks(after["ks"], m["ks"]), reports / "ks.png")
-    plots.save(plots.gains(after["gains"]), reports / "gains.png")
-    plots.save(plots.grades(gtable), reports / "grades.png")
+    plots.save(
+        plots.calibration(after["calibration"], before["calibration"]),
+        reports / "calibration.png",
+        stamp,
+    )
+    plots.save(plots.ks(after["ks"], m["ks"]), reports / "ks.png", stamp)
+    plots.save(plots.gains(after["gains"]), reports / "gains.png", stamp)
+    plots.save(plots.grades(gtable), reports / "grades.png", stamp)
 
 
 def flat_metrics(metrics: dict) -> dict[str, float]:

@@ -169,7 +169,10 @@ def _stage(params: Params, paths: Paths) -> dict:
         write_parquet(pd.concat([keys, x.contrib], axis=1), staged / "contributions.parquet")
         write_parquet(pd.concat([keys, x.grouped], axis=1), staged / "causes.parquet")
         write_parquet(reasons.assign(catalog_version=CATALOG_VERSION), staged / "reasons.parquet")
-    by_cause, by_feature = _global_reports(x, keys, rows, model.arrears, paths.reports, params)
+    stamp = f"as of {day.date()} · model {model.versions.get('arrears_model_version', '')}"
+    by_cause, by_feature = _global_reports(
+        x, keys, rows, model.arrears, paths.reports, params, stamp
+    )
     summary = {
         "as_of": str(day.date()),
         "rows": len(rows),
@@ -219,6 +222,7 @@ def _global_reports(
     model: ArrearsModel,
     reports: Path,
     params: Params,
+    stamp: str | None = None,
 ) -> tuple[pd.Series, pd.Series]:
     """What the model learned: importance by feature and cause, beeswarm, dependence, groups."""
     reports.mkdir(parents=True, exist_ok=True)
@@ -246,10 +250,12 @@ def _global_reports(
     plots.save(
         plots.importance(by_feature.head(20), "Mean |SHAP| by feature (top 20)"),
         reports / "importance_features.png",
+        stamp,
     )
     plots.save(
         plots.importance(by_cause.rename(index=names), "Mean |SHAP| by cause"),
         reports / "importance_causes.png",
+        stamp,
     )
     e = params.explain
     sample = np.random.default_rng(0).permutation(len(rows))[: e.plot_sample]
@@ -259,11 +265,13 @@ def _global_reports(
     plots.save(
         plots.beeswarm(contrib, X, keys["base_value"].to_numpy()[sample]),
         reports / "beeswarm.png",
+        stamp,
     )
     for feature in by_feature.index[: e.dependence_plots]:
         plots.save(
             plots.dependence(X[feature], contrib[feature], feature),
             reports / f"dependence_{feature}.png",
+            stamp,
         )
     for group, label in (("tier", "value tier"), ("grade", "credit grade")):
         key = keys[group].fillna(NO_TIER)
@@ -276,6 +284,7 @@ def _global_reports(
         plots.save(
             plots.contribution_heatmap(table, f"Mean contribution by cause and {label}", label),
             reports / f"by_{group}.png",
+            stamp,
         )
     return by_cause, by_feature
 

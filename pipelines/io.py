@@ -18,6 +18,21 @@ import pyarrow.parquet as pq
 from features.errors import GridscoreError
 
 
+def digest(*paths: Path) -> str:
+    """The first 12 hex digits of the SHA-256 of the files' bytes, in order: a model's id."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def model_version(folder: Path) -> str:
+    """``<folder name>@<digest of model.txt and calibrator.json>``: the arrears model's id."""
+    return f"{folder.name}@{digest(folder / 'model.txt', folder / 'calibrator.json')}"
+
+
 def write_parquet(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None) -> None:
     """Write a frame as Parquet atomically (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -240,7 +240,7 @@ def build_segments(paths: Paths, params: Params) -> dict:
         "flip_flops": val.flip_flops(held_grid),
         "same_tier_as_plain": float((table["tier"] == table["tier_plain"]).mean()),
     }
-    save(pyramid(prof), reports / "pyramid.png")
+    save(pyramid(prof), reports / "pyramid.png", f"as of {pd.Timestamp(dates[-1]).date()}")
     with staged_folder(paths.out) as staged:  # the whole model or the previous one
         write_skops(pipe, staged / "pipeline.skops")
         write_json(
@@ -422,6 +422,10 @@ def _migrations(table: pd.DataFrame, reports: Path) -> dict:
     if counts_all:
         pd.concat(counts_all).to_csv(reports / "migration_counts.csv")
         rates.to_csv(reports / "migration_rates_latest.csv")
-        save(migration_heatmap(rates, counts), reports / "migration.png")
+        save(
+            migration_heatmap(rates, counts),
+            reports / "migration.png",
+            f"{pd.Timestamp(dates[-2]).date()} to {pd.Timestamp(dates[-1]).date()}",
+        )
         write_parquet(pd.concat(movers, ignore_index=True), reports / "movers.parquet")
     return summary
