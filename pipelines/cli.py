@@ -241,6 +241,9 @@ def promote(
     metrics: Annotated[Path, typer.Option(help="the verdict (JSON, a DVC metric)")] = Path(
         "metrics/promotion.json"
     ),
+    record: Annotated[
+        Path | None, typer.Option(help="a copy of the verdict outside git (the DVC stage's out)")
+    ] = None,
     force: Annotated[bool, typer.Option(help="move the alias even if the gate fails")] = False,
     refusal_ok: Annotated[
         bool, typer.Option(help="exit 0 when the gate refuses (the DVC stage)")
@@ -260,7 +263,7 @@ def promote(
     else:
         from pipelines import promote as stage
 
-        paths = stage.Paths(features, labels, model_dir, metrics)
+        paths = stage.Paths(features, labels, model_dir, metrics, record)
         verdict = _guard(lambda: stage.run(p, paths, force))
         promoted, message = verdict["promoted"] or verdict["passed"], verdict["message"]
     typer.echo(message)

@@ -39,7 +39,8 @@ class Paths:
     features: Path
     labels: Path
     model: Path  # the train stage's folder (the candidate)
-    metrics: Path  # the verdict (metrics/promotion.json)
+    metrics: Path  # the verdict (metrics/promotion.json, in git)
+    record: Path | None = None  # the same, beside the model (not in git): the stage ran here
 
 
 def run(params: Params, paths: Paths, force: bool = False) -> dict:
@@ -50,6 +51,8 @@ def run(params: Params, paths: Paths, force: bool = False) -> dict:
     with exclusive(paths.metrics):
         verdict = _verdict(params, paths, tracker, force)
         write_json(rounded(verdict), paths.metrics)
+        if paths.record is not None:
+            write_json(rounded(verdict), paths.record)
     log.info("%s", verdict["message"])
     return verdict
 

@@ -1,7 +1,8 @@
 """The ``report`` stage: one self-contained HTML page per run, in English and in Chinese.
 
 A model card and monitoring page in one file, for a manager or a credit officer: what made
-the run (as_of, git commit, the data and model hashes of ``dvc.lock``, the model versions),
+the run (as_of, the code's digest, the data and model hashes of ``dvc.lock``, the model
+versions; the git commit is on the MLflow run, whose tags :func:`Tracker.stage_run` sets),
 data validation, label and split, the model against its baseline and the champion, the
 grade table and the back-test, calibration, the global SHAP explanation, the value pyramid
 and its migration, stability and fairness, the decisions, and the known limitations. Every
@@ -48,7 +49,11 @@ T = {
     "made": ("What produced it", "生成信息"),
     "item": ("Item", "项目"),
     "as_of": ("Decided at", "评估日"),
-    "commit": ("Git commit", "代码版本"),
+    "commit": (
+        "Code (SHA-256 of the tracked source, params and pins; the git commit is on the "
+        "MLflow run)",
+        "代码摘要（源代码、参数与依赖版本的SHA-256；Git提交号见MLflow运行记录）",
+    ),
     "models": ("Model versions", "模型版本"),
     "hashes": ("Data and model hashes (dvc.lock)", "数据与模型哈希（dvc.lock）"),
     "validation": ("Data validation", "数据校验"),
@@ -170,14 +175,36 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _commit(project: Path) -> str:
+#: What the code of a run is: the tracked source, the params, the pipeline and the pins.
+CODE = ("features", "models", "pipelines", "params.yaml", "dvc.yaml", "pyproject.toml",
+        "requirements.lock")  # fmt: skip
+
+
+def code_digest(project: Path) -> str:
+    """The first 12 hex digits of the SHA-256 of the tracked files of :data:`CODE` (their
+    paths and bytes, in path order). It names the code exactly and, unlike a git commit,
+    does not change when only the report's own lock entry or the docs are committed, so a
+    rerun of the same code writes the same page (docs/monitoring.md)."""
+    import hashlib
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=project, capture_output=True, text=True
-        )
-        return out.stdout.strip() or "not a git checkout"
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", *CODE], cwd=project, capture_output=True, text=True
+        ).stdout.split("\0")
     except OSError:
-        return "git not found"
+        listed = []
+    files = sorted(f for f in listed if f and (project / f).is_file())
+    if not files:  # not a git checkout: the files on disk
+        files = sorted(
+            str(p.relative_to(project))
+            for c in CODE
+            for p in ([project / c] if (project / c).is_file() else (project / c).rglob("*.py"))
+            if p.is_file()
+        )
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.encode() + b"\0" + (project / f).read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _hashes(lock: Path) -> list[list[str]]:
@@ -206,7 +233,7 @@ def build(params: Params, paths: Paths, lang: str) -> str:
             [_t("item", lang), ""],
             [
                 [_t("as_of", lang), sc["as_of"]],
-                [_t("commit", lang), _commit(paths.lock.parent)],
+                [_t("commit", lang), code_digest(paths.lock.parent)],
                 *[[k, v] for k, v in models.items()],
             ],
         )

@@ -98,3 +98,18 @@ def test_the_console_check_sees_a_page_that_logs_an_error(tmp_path):
     ]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert any("CONSOLE" in ln and "boom" in ln for ln in res.stderr.splitlines())
+
+
+def test_the_code_digest_names_the_code_and_ignores_docs(tmp_path):
+    """The page names the code by content (a rerun of the same code writes the same page):
+    the digest moves with a source file or params, not with a doc."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.py").write_text("x = 1\n")
+    (tmp_path / "params.yaml").write_text("a: 1\n")
+    (tmp_path / "README.md").write_text("doc\n")
+    first = report.code_digest(tmp_path)
+    (tmp_path / "README.md").write_text("another doc\n")
+    assert report.code_digest(tmp_path) == first
+    (tmp_path / "models" / "m.py").write_text("x = 2\n")
+    assert report.code_digest(tmp_path) != first
+    assert report.code_digest(PROJECT) == report.code_digest(PROJECT)
