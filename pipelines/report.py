@@ -207,11 +207,16 @@ def code_digest(project: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def _hashes(lock: Path) -> list[list[str]]:
+def _hashes(lock: Path, own: Path) -> list[list[str]]:
+    """Every stage output's hash in ``lock`` but the report's own (``own``): its previous
+    hash would make each page depend on the page before."""
     stages = yaml.safe_load(lock.read_text())["stages"] if lock.exists() else {}
+    root = lock.parent.absolute()
     rows = []
     for name, stage in stages.items():
         for out in stage.get("outs", []):
+            if (root / out["path"]).absolute() == Path(own).absolute():
+                continue
             rows.append([name, out["path"], out.get("md5", "")[:12]])
     return rows
 
@@ -239,7 +244,7 @@ def build(params: Params, paths: Paths, lang: str) -> str:
         )
     )
     s.append(f"<details><summary>{_t('hashes', lang)}</summary>")
-    s.append(_table(["stage", "path", "md5"], _hashes(paths.lock)) + "</details>")
+    s.append(_table(["stage", "path", "md5"], _hashes(paths.lock, paths.out)) + "</details>")
 
     s.append(f"<h2 id='validation'>{_t('validation', lang)}</h2>")
     rows = []

@@ -49,6 +49,7 @@ def test_every_section_and_figure_is_in_the_page_and_nothing_is_fetched(pages):
         assert "<script" not in text.lower()
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing remote
         assert text.count("data:image/png;base64,") >= 7  # every figure embedded
+        assert "reports/report</td>" not in text  # not its own previous hash
     zh = written[1].read_text(encoding="utf-8")
     assert "数据校验" in zh and "已知局限" in zh and "lang='zh-CN'" in zh
     # The Chinese page carries its own font (cut to its characters): no CJK font needed.
