@@ -186,3 +186,6 @@ def test_every_pyramid_label_sits_inside_its_bar_in_a_colour_that_shows():
             for w, c in zip((0.299, 0.587, 0.114), mcolors.to_rgb(text.get_color()), strict=True)
         )
         assert abs(fill - ink) > 0.4, text.get_text()  # contrast between text and bar
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # shap's beeswarm draws on the current figure: leave none open
