@@ -21,8 +21,8 @@ import pandas as pd
 from features.errors import GridscoreError, InputMissing
 from models import value
 from models.arrears import ArrearsModel
-from models.explain import Explained, explain_rows
-from models.policy import CreditPolicy, SecurityTerms, recommend
+from models.explain import Explained, reasons_of, score_rows
+from models.policy import NONE, CreditPolicy, SecurityTerms, recommend
 from models.reasons import CATALOG_VERSION, officer_context
 
 #: Flags a scored row may carry (``;``-joined in the ``flags`` column).
@@ -49,6 +49,7 @@ KEY_COLUMNS = (
     "quarantined_rows",
     "quarantine_refs",
     "officer_context",
+    "explained",  # the row's reason codes were computed (needs_reasons; all: every row)
 )
 #: Optional input columns: the customer's quarantined rows at as_of (features.completeness).
 LEDGER_COLUMNS = ("quarantined_rows", "quarantine_refs")
@@ -72,6 +73,8 @@ class DecisionConfig:
     account_manager_tiers: tuple[str, ...] = ("A", "B")
     #: segment trait -> {"en": service added, "zh": the same in Chinese}
     segment_service: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: whose reason codes :meth:`DecisionModel.decide` computes: needed (needs_reasons) or all
+    reasons: str = "needed"
 
     def policy(self) -> CreditPolicy:
         return CreditPolicy(
@@ -183,6 +186,23 @@ def _ledger(feats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"quarantined_rows": rows, "quarantine_refs": refs})
 
 
+def needs_reasons(
+    action: pd.Series | np.ndarray,
+    tier: pd.Series | np.ndarray,
+    overdue: np.ndarray,
+    account_manager_tiers: Sequence[str],
+) -> np.ndarray:
+    """The rows whose reason codes a decision or a person needs: a credit action other than
+    none (a reminder, a deposit or guarantee with its notice, a review), an overdue balance
+    (the fee-recovery work list) or a tier with an account manager (A and B: their work
+    list). Exact TreeSHAP is most of a scoring run's time (docs/benchmarks.md), so the batch
+    computes it for these rows only; any other customer's reasons are computed on demand
+    (``gridscore explain --customer``, the explain stage), exactly, in seconds."""
+    acted = pd.Series(np.asarray(action, dtype=object)) != NONE
+    managed = pd.Series(np.asarray(tier, dtype=object)).isin(list(account_manager_tiers))
+    return (acted | managed).to_numpy() | (np.asarray(overdue, dtype=float) > 0)
+
+
 class FeatureMissing(GridscoreError):
     """The feature frame lacks a column a model needs."""
 
@@ -205,35 +225,33 @@ class DecisionModel:
         return [*KEY_COLUMNS, *reasons, "flags", *self.versions, "catalog_version"]
 
     def decide(self, feats: pd.DataFrame) -> pd.DataFrame:
-        """One row per input row, in the order of :meth:`columns`.
+        """One row per input row, in the order of :meth:`columns`; the reason codes of the
+        rows :func:`needs_reasons` picks (``config.reasons: needed``) or of every row
+        (``all``), and ``explained`` says which.
 
         Raises:
             FeatureMissing / models.arrears.FeatureMismatchError: a column a model needs is
                 not in ``feats`` (never scored with a column silently absent).
         """
-        return self.explain(feats)[0]
+        return self._decide(feats, everyone=self.config.reasons == "all")[0]
 
     def explain(self, feats: pd.DataFrame) -> tuple[pd.DataFrame, Explained]:
-        """The decisions (as :meth:`decide`) and their explanation: per-feature and per-cause
-        SHAP contributions and base values, aligned with the decisions' rows."""
+        """The decisions (as :meth:`decide`, every row explained) and their explanation:
+        per-feature and per-cause SHAP contributions and base values, aligned with the
+        decisions' rows."""
+        return self._decide(feats, everyone=True)
+
+    def _decide(self, feats: pd.DataFrame, everyone: bool) -> tuple[pd.DataFrame, Explained]:
         c = self.config
         feats = feats.reset_index(drop=True)
-        x = explain_rows(
-            self.arrears,
-            feats,
-            c.grade_names,
-            c.grade_upper_pd,
-            c.lgd,
-            c.horizon_months,
-            c.top_n,
-            c.min_contribution,
-            c.currency,
+        keys = score_rows(
+            self.arrears, feats, c.grade_names, c.grade_upper_pd, c.lgd, c.horizon_months
         )
-        out = x.keys.drop(columns="base_value")
+        out = keys.copy()
         if self.segmenter is None:
             cluster, tier = np.full(len(feats), None), np.full(len(feats), None, dtype=object)
         else:
-            cluster, tier = self.segmenter.assign(feats, x.keys["expected_loss"].to_numpy())
+            cluster, tier = self.segmenter.assign(feats, keys["expected_loss"].to_numpy())
         out["tier"] = pd.array(tier, dtype="str")
         out["cluster"] = pd.array(cluster, dtype="Int64")
         gaps = _ledger(feats)
@@ -255,13 +273,23 @@ class DecisionModel:
         out["security_amount"] = action["security_amount"].to_numpy()
         out["quarantined_rows"] = gaps["quarantined_rows"].to_numpy()
         out["quarantine_refs"] = pd.array(gaps["quarantine_refs"].to_numpy(), dtype="str")
-        out["officer_context"] = pd.array(officer_context(x.grouped, c.min_contribution), "str")
-        r = x.reasons
+        if everyone:
+            need = np.ones(len(feats), dtype=bool)
+        else:
+            overdue = np.nan_to_num(_number(feats, "overdue_arrears"), nan=0.0)
+            need = needs_reasons(out["credit_action"], tier, overdue, c.account_manager_tiers)
+        rows = np.flatnonzero(need)
+        why = reasons_of(self.arrears, feats.iloc[rows], c.top_n, c.min_contribution, c.currency)
+        context = np.full(len(out), None, dtype=object)
+        context[rows] = officer_context(why.grouped, c.min_contribution)
+        out["officer_context"] = pd.array(context, dtype="str")
+        out["explained"] = need
+        r = why.reasons
         for k in range(1, c.top_n + 1):
             at = r[r["rank"] == k]
             for part, col in (("code", "code"), ("en", "text_en"), ("zh", "text_zh")):
                 values = np.full(len(out), None, dtype=object)
-                values[at["row"].to_numpy()] = at[col].to_numpy()
+                values[rows[at["row"].to_numpy()]] = at[col].to_numpy()
                 out[f"reason_{k}_{part}"] = pd.array(values, dtype="str")
         if "months_of_history" in feats:  # a table of one's own may not say: not flagged
             history = pd.to_numeric(feats["months_of_history"], errors="coerce").to_numpy()
@@ -284,4 +312,8 @@ class DecisionModel:
         for name, version in self.versions.items():
             out[name] = version
         out["catalog_version"] = CATALOG_VERSION
-        return out[self.columns()], x
+        explained = None
+        if everyone:
+            keys.insert(2, "base_value", why.base)
+            explained = Explained(keys, why.contrib, why.grouped, why.reasons, why.additivity_gap)
+        return out[self.columns()], explained

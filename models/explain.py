@@ -58,6 +58,78 @@ class Explained:
     additivity_gap: float = 0.0  # largest |base + Σ contributions − raw score| over the rows
 
 
+def score_rows(
+    model: ArrearsModel,
+    rows: pd.DataFrame,
+    grade_names: Sequence[str],
+    grade_upper_pd: Sequence[float],
+    lgd: float,
+    horizon_months: int,
+) -> pd.DataFrame:
+    """PD, grade and expected loss of feature rows, without their SHAP contributions.
+
+    ``rows`` is a feature table (customer_id, as_of and the model's features); expected loss
+    is PD × (positive balance + mean bill of 3 months × horizon) × LGD, as in evaluation.
+
+    Returns:
+        One row per input row: customer_id, as_of, raw_score (log-odds), pd, grade,
+        exposure, expected_loss.
+    """
+    rows = rows.reset_index(drop=True)
+    X = to_matrix(rows, model.spec_)
+    pd_ = model.predict_proba(X)
+    exposure, el = expected_loss(
+        pd_,
+        _column(rows, "balance"),
+        _column(rows, "amount_mean_3m"),
+        horizon_months,
+        lgd,
+    )
+    return pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"].astype(str),
+            "as_of": rows["as_of"].astype("datetime64[us]"),
+            "raw_score": model.predict_margin(X),
+            "pd": pd_,
+            "grade": assign_grades(pd_, grade_names, grade_upper_pd).astype(str),
+            "exposure": exposure,
+            "expected_loss": el,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Reasons:
+    """The SHAP explanation of feature rows: per-feature ``contrib`` and per-cause ``grouped``
+    contributions and ``base`` values (aligned with the rows), the ``reasons`` (``row``
+    points into the rows) and the largest additivity gap."""
+
+    contrib: pd.DataFrame
+    base: np.ndarray
+    grouped: pd.DataFrame
+    reasons: pd.DataFrame
+    additivity_gap: float
+
+
+def reasons_of(
+    model: ArrearsModel,
+    rows: pd.DataFrame,
+    top_n: int,
+    min_contribution: float,
+    currency: str = "CNY",
+) -> Reasons:
+    """Exact TreeSHAP contributions of feature rows and their top reasons."""
+    rows = rows.reset_index(drop=True)
+    X = to_matrix(rows, model.spec_)
+    if len(X) == 0:  # LightGBM refuses an empty matrix
+        contrib, base, gap = pd.DataFrame(columns=list(X.columns), dtype=float), np.zeros(0), 0.0
+    else:
+        contrib, base, _, gap = _checked_contributions(model, X)
+    grouped = group_by_cause(contrib)
+    reasons = top_reasons(grouped, rows, top_n, min_contribution, currency)
+    return Reasons(contrib, base, grouped, reasons, gap)
+
+
 def explain_rows(
     model: ArrearsModel,
     rows: pd.DataFrame,
@@ -69,38 +141,12 @@ def explain_rows(
     min_contribution: float,
     currency: str = "CNY",
 ) -> Explained:
-    """PD, grade, expected loss, SHAP contributions and top reasons of feature rows.
-
-    ``rows`` is a feature table (customer_id, as_of and the model's features); expected loss
-    is PD × (positive balance + mean bill of 3 months × horizon) × LGD, as in evaluation.
-    """
-    rows = rows.reset_index(drop=True)
-    X = to_matrix(rows, model.spec_)
-    contrib, base, _, gap = _checked_contributions(model, X)
-    raw = base + contrib.sum(axis=1).to_numpy()
-    pd_ = model.predict_proba(X)
-    exposure, el = expected_loss(
-        pd_,
-        _column(rows, "balance"),
-        _column(rows, "amount_mean_3m"),
-        horizon_months,
-        lgd,
-    )
-    keys = pd.DataFrame(
-        {
-            "customer_id": rows["customer_id"].astype(str),
-            "as_of": rows["as_of"].astype("datetime64[us]"),
-            "base_value": base,
-            "raw_score": raw,
-            "pd": pd_,
-            "grade": assign_grades(pd_, grade_names, grade_upper_pd).astype(str),
-            "exposure": exposure,
-            "expected_loss": el,
-        }
-    )
-    grouped = group_by_cause(contrib)
-    reasons = top_reasons(grouped, rows, top_n, min_contribution, currency)
-    return Explained(keys, contrib, grouped, reasons, gap)
+    """PD, grade, expected loss (:func:`score_rows`), SHAP contributions and top reasons
+    (:func:`reasons_of`) of feature rows."""
+    keys = score_rows(model, rows, grade_names, grade_upper_pd, lgd, horizon_months)
+    why = reasons_of(model, rows, top_n, min_contribution, currency)
+    keys.insert(2, "base_value", why.base)
+    return Explained(keys, why.contrib, why.grouped, why.reasons, why.additivity_gap)
 
 
 def _column(rows: pd.DataFrame, name: str) -> np.ndarray:

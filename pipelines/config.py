@@ -288,6 +288,11 @@ class ScoreParams(_Frozen):
     segments_model: str = "artifacts/segments"  # or models:/gridscore-value-segments@champion
     register_model: bool = True  # log the decision pyfunc, registered as gridscore-decision
     allow_ahead: bool = False  # an as_of after the data's last month end (a forecast)
+    reasons: Literal["needed", "all"] = Field(
+        default="needed",
+        description="reason codes for the rows a decision or a person needs "
+        "(models.decision.needs_reasons), or for every row",
+    )
 
 
 class PromoteParams(_Frozen):

@@ -50,6 +50,7 @@ def config(params: Params) -> DecisionConfig:
         account_manager_tiers=tuple(params.policy.account_manager_tiers),
         currency=params.tariffs.currency,
         segment_service={k: v.model_dump() for k, v in params.policy.segment_service.items()},
+        reasons=params.score.reasons,
     )
 
 

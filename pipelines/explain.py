@@ -61,6 +61,7 @@ KEYS = pa.DataFrameSchema(
         "quarantined_rows": pa.Column("int64", pa.Check.ge(0)),
         "quarantine_refs": pa.Column("str", nullable=True),
         "officer_context": pa.Column("str", nullable=True),
+        "explained": pa.Column(bool, pa.Check.eq(True)),  # the stage explains every row
         "flags": pa.Column("str", nullable=True),
         "base_value": pa.Column(float),
     },

@@ -207,6 +207,7 @@ def output_schema(model: DecisionModel) -> pa.Schema:
         "raw_score": pa.float64(),
         "security_amount": pa.float64(),
         "quarantined_rows": pa.int64(),
+        "explained": pa.bool_(),
     }
     return pa.schema([(c, kinds.get(c, pa.string())) for c in model.columns()])
 

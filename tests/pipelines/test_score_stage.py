@@ -74,16 +74,36 @@ def test_the_decision_is_the_explain_stage_decision(scored, explained):
     np.testing.assert_allclose(both["expected_loss"], both["expected_loss_x"])
     for col in ("grade", "tier", "credit_action", "service_level"):
         assert (both[col] == both[f"{col}_x"]).all(), col
+    # The batch gives reasons where a decision or a person needs them (score.reasons:
+    # needed), the same reasons as the explain stage's, which explains everyone.
+    feats = pd.read_parquet(
+        explained[3]["features"], columns=["customer_id", "as_of", "overdue_arrears"]
+    )
+    feats = feats[pd.to_datetime(feats["as_of"]) == pd.Timestamp(AS_OF)].set_index("customer_id")
+    overdue = feats.loc[scores["customer_id"], "overdue_arrears"].fillna(0).to_numpy()
+    need = (
+        (scores["credit_action"] != "none").to_numpy()
+        | scores["tier"].isin(["A", "B"]).to_numpy()
+        | (overdue > 0)
+    )
+    assert (scores["explained"].to_numpy() == need).all() and 0 < need.mean() < 0.5
+    assert scores.loc[~need, ["reason_1_code", "officer_context"]].isna().all().all()
     reasons = pd.read_parquet(out / "data" / "reasons.parquet")
     first = reasons[reasons["rank"] == 1].set_index("customer_id")
+    first = first[first.index.isin(scores.loc[need, "customer_id"])]
     mine = scores.set_index("customer_id").loc[first.index]
+    assert len(first) > 100
     assert (mine["reason_1_code"] == first["code"]).all()
     assert (mine["reason_1_zh"] == first["text_zh"]).all()
+    explained_rows = scores[need]
     assert (
-        scores.loc[~scores["customer_id"].isin(reasons["customer_id"]), "reason_1_code"]
+        explained_rows.loc[
+            ~explained_rows["customer_id"].isin(reasons["customer_id"]), "reason_1_code"
+        ]
         .isna()
         .all()
     )
+    np.testing.assert_allclose(both["raw_score"], both["raw_score_x"])
 
 
 def test_short_history_is_scored_and_flagged_never_dropped(scored, params):
@@ -284,6 +304,29 @@ def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
     pd.testing.assert_frame_equal(
         score.read_scores(out).sort_values("customer_id", ignore_index=True), never_stopped
     )
+
+
+def test_reasons_where_needed_decide_as_reasons_for_everyone(
+    default_run, segmented, tmp_path, params
+):
+    """score.reasons: needed skips TreeSHAP for the rows no decision or person needs it for;
+    every decision, and every reason it gives, is what explaining every row gives."""
+    root, _, _ = default_run
+    feats = pd.read_parquet(root / "features" / "features.parquet")
+    rows = feats[pd.to_datetime(feats["as_of"]) == pd.Timestamp(AS_OF)].reset_index(drop=True)
+    load = lambda p, d: decision.load(root / "model", segmented[0] / "model", p, tmp_path / d)  # noqa: E731
+    needed = load(params, "a").model.decide(rows)
+    everyone = load(params.override("score", reasons="all"), "b").model.decide(rows)
+    assert everyone["explained"].all() and 0 < needed["explained"].mean() < 0.5
+    reason_cols = [c for c in needed if c.startswith("reason_")] + ["officer_context"]
+    same = [c for c in needed if c not in (*reason_cols, "explained")]
+    pd.testing.assert_frame_equal(needed[same], everyone[same])
+    shown = needed["explained"].to_numpy()
+    pd.testing.assert_frame_equal(needed.loc[shown, reason_cols], everyone.loc[shown, reason_cols])
+    assert needed.loc[~shown, reason_cols].isna().all().all()
+    assert everyone.loc[~shown, "reason_1_code"].notna().any()  # they exist, on demand
+    acted = needed["credit_action"] != "none"
+    assert acted.any() and needed.loc[acted, "explained"].all()
 
 
 def test_model_or_feature_mismatch_is_a_clear_error_or_a_flag(
