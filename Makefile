@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install browser repro test lint bench clean help
+.PHONY: install browser plots-offline repro test lint bench clean help
 
 help:
 	@echo "make repro  - create .venv, install pinned dependencies, run the DVC pipeline (dvc repro)"
@@ -19,12 +19,23 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,spark]'
 	$(BIN)/python -m pipelines.warm
+	$(MAKE) --no-print-directory plots-offline
 	touch $(STAMP)
 
 install: $(STAMP)
 
 repro: install
 	$(BIN)/dvc repro
+
+# `dvc plots show` offline: the Vega builds DVC's page names, from the npm registry, inlined in
+# a template (pipelines/offline_plots.py) that .dvc/config.local points at.
+VEGA := vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
+plots-offline:
+	@mkdir -p .dvc/tmp/npm
+	@if (cd .dvc/tmp/npm && npm pack --silent $(VEGA) >/dev/null 2>&1); then \
+	  $(BIN)/python -m pipelines.offline_plots .dvc/tmp/npm .dvc/plots/offline.html >/dev/null && \
+	  $(BIN)/dvc config --local plots.html_template plots/offline.html; \
+	else echo "warning: npm could not fetch $(VEGA): dvc plots show loads Vega from its CDN"; fi
 
 # Debian's Chromium, for the test that opens the HTML report in a real headless browser.
 browser:

@@ -16,6 +16,10 @@ the decision pyfunc in a SQLite store of its own, as `gridscore score` does.
 
     python benchmarks/score.py --customers 1000000 2000000 --months 36
     python benchmarks/score.py --customers 20000 200000 --months 36 --tracking --partition 10000
+    python benchmarks/score.py --customers 1000000 --tracking --reasons all needed
+
+``--reasons all needed`` scores the same base twice, side by side: every row explained (the
+baseline) and the reasons where needed (``score.reasons``, the default).
 """
 
 from __future__ import annotations
@@ -73,13 +77,17 @@ def _features(root: Path, q) -> None:
     q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _rss_mb(), "rows": summary["rows"]})
 
 
-def _score(root: Path, arrears: str, segments: str, tracking: bool, partition: int, q) -> None:
+def _score(
+    root: Path, arrears: str, segments: str, tracking: bool, partition: int, reasons: str, q
+) -> None:
     import os
+
+    import pyarrow.parquet as pq
 
     from pipelines import decision, score
     from pipelines.config import load_params
 
-    p = _params().override("score", as_of=AS_OF, partition_customers=partition)
+    p = _params().override("score", as_of=AS_OF, partition_customers=partition, reasons=reasons)
     t0 = time.perf_counter()
     if tracking:  # the stage as `gridscore score` runs it: logged to a store of its own
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
@@ -89,6 +97,7 @@ def _score(root: Path, arrears: str, segments: str, tracking: bool, partition: i
             arrears_model=arrears,
             segments_model=segments,
             partition_customers=partition,
+            reasons=reasons,
         )
         (root / "quarantine").mkdir(exist_ok=True)
         paths = score.Paths(root / "scores", root / "validated", quarantine=root / "quarantine")
@@ -98,6 +107,10 @@ def _score(root: Path, arrears: str, segments: str, tracking: bool, partition: i
         rec = score.score_base(root / "validated", root / "scores", p, model, progress=False)
     seconds = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in (root / "scores").glob("part-*.parquet"))
+    explained = sum(
+        pq.read_table(f, columns=["explained"])["explained"].to_numpy().sum()
+        for f in (root / "scores").glob("part-*.parquet")
+    )
     q.put(
         {
             "seconds": seconds,
@@ -107,6 +120,8 @@ def _score(root: Path, arrears: str, segments: str, tracking: bool, partition: i
             "partitions": rec["partitions"],
             "flagged": rec["flagged"],
             "output_mb": size / 2**20,
+            "explained": int(explained),
+            "credit_actions": rec["credit_actions"],
         }
     )
 
@@ -146,6 +161,14 @@ def main() -> None:
         help="score through the stage with MLflow on (a SQLite store per size): the run, "
         "its input example and the registered decision pyfunc",
     )
+    ap.add_argument(
+        "--reasons",
+        nargs="+",
+        default=["needed"],
+        choices=["needed", "all"],
+        help="score.reasons of each scoring run, side by side on the same base "
+        "(all: every row explained, the behaviour before 2026-12-04)",
+    )
     args = ap.parse_args()
     for path in (args.arrears, args.segments):
         if not Path(path).exists():
@@ -157,26 +180,47 @@ def main() -> None:
             gen = _measure(_generate, n, args.months, root)
             base = _measure(_features, root)
             shutil.rmtree(root / "features", ignore_errors=True)
-            run = _measure(_score, root, args.arrears, args.segments, args.tracking, args.partition)
+            runs = {}
+            for how in args.reasons:
+                runs[how] = _measure(
+                    _score, root, args.arrears, args.segments, args.tracking, args.partition, how
+                )
+                shutil.rmtree(root / "scores", ignore_errors=True)
         finally:
             shutil.rmtree(root, ignore_errors=True)
-        results[n] = {"generate": gen, "features_baseline": base, "score": run}
+        results[n] = {"generate": gen, "features_baseline": base, "score": runs}
         print(
             f"{n:>10,} customers: generate {gen['seconds']:.1f} s (setup); features alone "
-            f"{base['seconds']:.1f} s, {base['peak_rss_mb']:,.0f} MB; score {run['seconds']:.1f} s "
-            f"(wall {run['wall_s']:.1f} s), {run['peak_rss_mb']:,.0f} MB peak, "
-            f"{run['scored']:,} of {run['customers_in']:,} scored in {run['partitions']} "
-            f"partitions, {run['output_mb']:.0f} MB written; score / features "
-            f"{run['seconds'] / base['seconds']:.2f}",
+            f"{base['seconds']:.1f} s, {base['peak_rss_mb']:,.0f} MB",
             flush=True,
         )
+        for how, run in runs.items():
+            print(
+                f"    score (reasons: {how}) {run['seconds']:.1f} s (wall {run['wall_s']:.1f} s), "
+                f"{run['peak_rss_mb']:,.0f} MB peak, {run['scored']:,} of "
+                f"{run['customers_in']:,} scored in {run['partitions']} partitions, "
+                f"{run['explained']:,} explained, {run['output_mb']:.0f} MB written; "
+                f"score / features {run['seconds'] / base['seconds']:.2f}",
+                flush=True,
+            )
+        if len(runs) == 2:
+            a, b = runs["all"], runs["needed"]
+            same = a["credit_actions"] == b["credit_actions"]
+            print(
+                f"    needed / all: time x{b['seconds'] / a['seconds']:.2f}, peak memory "
+                f"x{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}; credit actions "
+                f"{'identical' if same else 'DIFFER'}",
+                flush=True,
+            )
     sizes = sorted(results)
     if len(sizes) > 1:
-        a, b = results[sizes[0]]["score"], results[sizes[-1]]["score"]
-        print(
-            f"x{sizes[-1] / sizes[0]:.1f} customers: time x{b['seconds'] / a['seconds']:.2f}, "
-            f"peak memory x{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}"
-        )
+        for how in args.reasons:
+            a, b = results[sizes[0]]["score"][how], results[sizes[-1]]["score"][how]
+            print(
+                f"x{sizes[-1] / sizes[0]:.1f} customers (reasons: {how}): time "
+                f"x{b['seconds'] / a['seconds']:.2f}, peak memory "
+                f"x{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

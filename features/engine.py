@@ -91,7 +91,7 @@ def _group(
     ids: pd.Series, index: pd.Index, table: str, *within: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sort order grouping rows by customer (then by the ``within`` keys, first key first),
-    and each customer's start offset."""
+    None when the rows are in that order already, and each customer's start offset."""
     keys = pa.array(index.astype("str"), pa.string())
     found = pc.index_in(pa.array(ids.astype("str"), pa.string()), value_set=keys)
     if found.null_count:
@@ -100,11 +100,45 @@ def _group(
             f"{table}: customer_id {ids.iloc[first]!r} is not in the chunk's customers"
         )
     pos = found.to_numpy()
-    order = np.lexsort((*reversed(within), pos)) if within else np.argsort(pos, kind="stable")
     start = np.concatenate([[0], np.cumsum(np.bincount(pos, minlength=len(index)))]).astype(
         np.int64
     )
-    return order, start
+    return sort_order(pos, *within), start
+
+
+def sort_order(*keys: np.ndarray) -> np.ndarray | None:
+    """``np.lexsort``'s stable order of the rows by ``keys`` (first key first), or None when
+    the rows are in it already. An extract in customer and day order (the stream's) costs no
+    sort: where only the last key is out of order, only the rows tied on the others (a few
+    payments on one day) are sorted."""
+    if _in_order(*keys):
+        return None
+    if len(keys) > 1 and _in_order(*keys[:-1]):
+        tie = np.ones(len(keys[0]) - 1, dtype=bool)
+        for key in keys[:-1]:
+            tie &= key[1:] == key[:-1]
+        rows = np.flatnonzero(np.r_[tie, False] | np.r_[False, tie])
+        order = np.arange(len(keys[0]))
+        order[rows] = rows[np.lexsort(tuple(k[rows] for k in reversed(keys)))]
+        return order
+    return np.lexsort(tuple(reversed(keys)))
+
+
+def _in_order(*keys: np.ndarray) -> bool:
+    """Whether the rows are already in the order ``np.lexsort`` of ``keys`` (first key
+    first) gives: each key non-decreasing where all the keys before it tie. NaN compares
+    false, so a NaN key is never taken as in order (the sort then runs)."""
+    if len(keys[0]) < 2:
+        return True
+    tied = np.ones(len(keys[0]) - 1, dtype=bool)
+    for key in keys:
+        a, b = key[:-1], key[1:]
+        if not (b[tied] >= a[tied]).all():
+            return False
+        tied &= b == a
+        if not tied.any():
+            return True
+    return True
 
 
 def prepare(customers: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFrame) -> Chunk:
@@ -123,8 +157,8 @@ def prepare(customers: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFrame
         _days(payments["paid_on"]),
         payments["amount"].to_numpy(np.float64),
     )
-    b = bills.iloc[b_order]
-    p = payments.iloc[p_order]
+    b = bills if b_order is None else bills.iloc[b_order]
+    p = payments if p_order is None else payments.iloc[p_order]
     return Chunk(
         customers=customers,
         b_start=b_start,

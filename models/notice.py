@@ -227,19 +227,27 @@ def _column(name: str, values: pd.Series, currency: str, lang: str) -> np.ndarra
     """A column of records formatted for the page."""
     t = TEXT[lang]
     if name in ("amount", "owed", "paid_by_due"):
-        return np.array([_money(v, currency, lang) for v in values.astype(float)], dtype=object)
+        unit = CURRENCY_ZH.get(currency, currency) if lang == "zh" else f" {currency}"
+        numbers = values.to_numpy(dtype=float, na_value=np.nan).tolist()
+        return np.array([f"{v:,.2f}{unit}" for v in numbers], dtype=object)
     if name.endswith(("_on", "_date")):
         day = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
         return day.fillna(t["unpaid"]).to_numpy(dtype=object)
     if name == "kwh":
-        return np.array([f"{v:,.1f}" for v in values.astype(float)], dtype=object)
+        numbers = values.to_numpy(dtype=float, na_value=np.nan).tolist()
+        return np.array([f"{v:,.1f}" for v in numbers], dtype=object)
     if name.startswith("days"):
         return values.astype("int64").astype(str).to_numpy(dtype=object)
-    return np.array([html.escape(str(v)) for v in values], dtype=object)
+    text = [str(v) for v in values.to_numpy(dtype=object)]
+    joined = "".join(text)
+    if any(ch in joined for ch in "&<>\"'"):  # escaped only where there is anything to escape
+        text = [html.escape(v) for v in text]
+    return np.array(text, dtype=object)
 
 
 def tables(records: pd.DataFrame, currency: str, lang: str) -> dict[str, str]:
-    """The HTML table of each customer's records (one cause's :func:`evidence`)."""
+    """The HTML table of each customer's records (one cause's :func:`evidence`), its rows
+    in the records' order."""
     t = TEXT[lang]
     columns = [c for c in records.columns if c != "customer_id"]
     head = "<tr>" + "".join(f"<th>{t['cols'][c]}</th>" for c in columns) + "</tr>"
@@ -249,9 +257,17 @@ def tables(records: pd.DataFrame, currency: str, lang: str) -> dict[str, str]:
     row = np.full(len(records), "<tr>", dtype=object)
     for col in cells:
         row = row + "<td>" + col + "</td>"
-    row = pd.Series(row + "</tr>", index=records.index)
-    body = row.groupby(records["customer_id"].to_numpy(), sort=False).agg("".join)
-    return {cid: f"<table>{head}{html_rows}</table>" for cid, html_rows in body.items()}
+    row = (row + "</tr>").tolist()
+    ids = records["customer_id"].to_numpy(dtype=object)
+    order = np.argsort(ids, kind="stable")  # each customer's rows together, in their order
+    ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    rows = [row[i] for i in order.tolist()]
+    return {
+        ids[a]: f"<table>{head}{''.join(rows[a:b])}</table>"
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    }
 
 
 def reference(customer_id: str, as_of) -> str:

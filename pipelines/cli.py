@@ -336,12 +336,16 @@ def report(
     out: Annotated[Path, typer.Option(help="folder for report.en.html and report.zh.html")] = (
         Path("reports/report")
     ),
+    headline: Annotated[
+        Path | None, typer.Option(help="the run's headline figures (JSON, a DVC metric)")
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """One self-contained, offline HTML page of the run, in English and in Chinese."""
     from pipelines import report as stage
 
-    written = _guard(lambda: stage.run(_params(params), stage.Paths(metrics, reports, lock, out)))
+    paths = stage.Paths(metrics, reports, lock, out, headline)
+    written = _guard(lambda: stage.run(_params(params), paths))
     typer.echo(" ".join(str(p) for p in written))
 
 
@@ -438,6 +442,11 @@ def score(
         Path | None, typer.Option(help="the validate stage's quarantine (reconciliation)")
     ] = None,
     metrics: Annotated[Path | None, typer.Option(help="copy of the reconciliation")] = None,
+    history: Annotated[
+        Path | None,
+        typer.Option(help="keep the last RUNS month ends here, as_of=YYYY-MM-DD/ each"),
+    ] = None,
+    runs: Annotated[int | None, typer.Option(help="month ends in the history [score.runs]")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a run of other settings in OUT")] = False,
     allow_ahead: Annotated[
         bool, typer.Option(help="an as_of after the data's end (a forecast) [score.allow_ahead]")
@@ -452,7 +461,9 @@ def score(
     models = dict(as_of=as_of, arrears_model=arrears_model, segments_model=segments_model)
     if allow_ahead:
         models["allow_ahead"] = True
-    paths = stage.Paths(out, validated, raw, quarantine, metrics)
+    if runs is not None:
+        models["runs"] = runs
+    paths = stage.Paths(out, validated, raw, quarantine, metrics, history)
     _guard(lambda: stage.run(_params(params, "score", **models), paths, overwrite))
 
 

@@ -288,6 +288,12 @@ class ScoreParams(_Frozen):
     segments_model: str = "artifacts/segments"  # or models:/gridscore-value-segments@champion
     register_model: bool = True  # log the decision pyfunc, registered as gridscore-decision
     allow_ahead: bool = False  # an as_of after the data's last month end (a forecast)
+    runs: int = Field(
+        default=1,
+        ge=1,
+        le=120,
+        description="month ends kept in the run history (with --history), ending at as_of",
+    )
     reasons: Literal["needed", "all"] = Field(
         default="needed",
         description="reason codes for the rows a decision or a person needs "

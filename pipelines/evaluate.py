@@ -224,6 +224,10 @@ def _write_reports(
     folder.mkdir(parents=True, exist_ok=True)
     reports.mkdir(parents=True, exist_ok=True)
     after, before = curves(y, pd_), curves(y, raw)
+    # the reference line each DVC plot draws beside the curve (dvc.yaml, top-level plots)
+    after["roc"] = after["roc"].assign(chance=after["roc"]["fpr"])
+    after["calibration"] = after["calibration"].assign(perfect=after["calibration"]["predicted"])
+    after["gains"] = after["gains"].assign(random=after["gains"]["population"])
     for name, data in after.items():
         data.to_csv(folder / f"{name}.csv", index=False)
     before["calibration"].to_csv(folder / "calibration_uncalibrated.csv", index=False)

@@ -28,11 +28,14 @@ import yaml
 
 from features.errors import InputMissing
 from pipelines.config import Params
-from pipelines.io import exclusive, staged_folder
+from pipelines.io import exclusive, staged_folder, write_json
 from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
 LANGS = ("en", "zh")
+#: The headline metrics file's name (in the metrics folder: the one DVC metric, the only file
+#: ``dvc metrics show`` reads; every stage's own file is a plain output).
+HEADLINE = "headline.json"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Paths:
     reports: Path  # the reports/ folder (the stages' figures and tables)
     lock: Path  # dvc.lock
     out: Path  # reports/report
+    headline: Path | None = None  # metrics/headline.json: the run's headline figures
 
 
 # English -> Chinese for every label on the page.
@@ -221,9 +225,66 @@ def _hashes(lock: Path, own: Path) -> list[list[str]]:
     return rows
 
 
+def _metrics(folder: Path) -> dict[str, dict]:
+    """Every stage's metrics file by stage (the headline, this stage's own, left out)."""
+    return {
+        p.stem: json.loads(p.read_text())
+        for p in sorted(folder.glob("*.json"))
+        if p.name != HEADLINE  # the report's own output
+    }
+
+
+def headline(m: dict[str, dict]) -> dict:
+    """The run's headline figures, a screenful for ``dvc metrics show`` and ``dvc exp show``
+    (every stage's details stay in its own file): the decision date, the quarantine, the
+    model against its baseline, the gate, the pyramid, stability and the decisions."""
+    a, sc = m["arrears"], m["score"]
+    tables = m["validation"].get("tables", {})
+    out: dict = {"as_of": sc["as_of"]}
+    out["validation"] = {
+        "rows_quarantined": sum(t.get("rows_quarantined", 0) for t in tables.values()),
+        "max_quarantine_share": max(
+            (t.get("quarantine_share", 0.0) for t in tables.values()), default=0.0
+        ),
+    }
+    out["arrears"] = {
+        "auc": a["model"]["auc"],
+        "ks": a["model"]["ks"],
+        "ece": a["model"]["ece"],
+        "baseline_auc": a["baseline"]["auc"],
+    }
+    if "oracle" in a:
+        out["arrears"]["oracle_auc"] = a["oracle"]["auc"]
+    if "promotion" in m:
+        g = m["promotion"]
+        out["gate"] = {"passed": g["passed"], "champion_version": g.get("champion_version")}
+        if g.get("promoted"):
+            out["gate"]["champion_version"] = g.get("candidate_version")
+    if "segments" in m:
+        seg = m["segments"]
+        out["segments"] = {k: seg[k] for k in ("k", "silhouette") if k in seg}
+    if "monitor" in m and m["monitor"]:
+        last = m["monitor"][max(m["monitor"])]
+        out["monitor"] = {
+            k: last[k]
+            for k in ("psi_pd_vs_reference", "psi_pd_vs_previous", "alerts", "fairness_flags")
+            if k in last
+        }
+    actions = sc.get("credit_actions", {})
+    out["score"] = {
+        "scored": sc["scored"],
+        "flagged": sc["flagged"],
+        "deposits": actions.get("deposit", 0),
+        "guarantees": actions.get("bank_guarantee", 0),
+        "reviews": sum(v for k, v in actions.items() if "review" in k),
+        "reminders": actions.get("payment_reminder", 0),
+    }
+    return out
+
+
 def build(params: Params, paths: Paths, lang: str) -> str:
     """The page in ``lang`` (``en`` or ``zh``)."""
-    m = {p.stem: json.loads(p.read_text()) for p in sorted(paths.metrics.glob("*.json"))}
+    m = _metrics(paths.metrics)
     for need in ("validation", "arrears", "score"):
         if need not in m:
             raise InputMissing(f"{paths.metrics / (need + '.json')}: missing (dvc repro)")
@@ -438,6 +499,8 @@ def run(params: Params, paths: Paths) -> list[Path]:
     with exclusive(paths.out), staged_folder(paths.out) as out:
         for lang in LANGS:
             (out / f"report.{lang}.html").write_text(build(params, paths, lang), encoding="utf-8")
+        if paths.headline is not None:
+            write_json(headline(_metrics(paths.metrics)), paths.headline)
     written = [paths.out / f"report.{lang}.html" for lang in LANGS]
     if tracker is not None:
         with tracker.stage_run("report", {"langs": ",".join(LANGS)}, {}):

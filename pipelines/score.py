@@ -59,6 +59,7 @@ from pipelines.tracking import Tracker, model_requirements, optional_schema
 log = logging.getLogger(__name__)
 
 PART_KEY = b"gridscore.partition"
+HISTORY = "_history.json"
 MANIFEST = "_manifest.json"
 RECONCILIATION = "_reconciliation.json"
 SUCCESS = "_SUCCESS"
@@ -80,6 +81,8 @@ class Paths:
     raw: Path | None = None
     quarantine: Path | None = None
     metrics: Path | None = None  # a copy of the reconciliation without the run time
+    #: the run history: every month end of ``score.runs`` under ``as_of=YYYY-MM-DD/``
+    history: Path | None = None
 
 
 def run(params: Params, paths: Paths, overwrite: bool = False) -> dict:
@@ -116,14 +119,26 @@ def _run_locked(params: Params, paths: Paths, overwrite: bool) -> dict:
             params.score.arrears_model, params.score.segments_model, params, Path(workdir), tracker
         )
         rec = score_base(validated, paths.out, params, loaded.model, quarantine, overwrite)
+        if paths.history is not None:
+            keep_history(
+                validated, paths.out, paths.history, params, loaded.model, quarantine, overwrite
+            )
         if paths.metrics is not None:  # without the run time: a rerun leaves it unchanged
             write_json({k: v for k, v in rec.items() if k != "seconds"}, paths.metrics)
         if tracker is not None:
-            _log(tracker, params, validated, paths.out, rec, loaded)
+            _log(tracker, params, validated, paths.out, rec, loaded, paths.history)
     return rec
 
 
-def _log(tracker: Tracker, params: Params, validated: Path, out: Path, rec: dict, loaded) -> None:
+def _log(
+    tracker: Tracker,
+    params: Params,
+    validated: Path,
+    out: Path,
+    rec: dict,
+    loaded,
+    history: Path | None = None,
+) -> None:
     """The scoring run and the whole-decision pyfunc (``pipelines.decision_pyfunc.DecisionPyfunc``),
     which carries its two models and its policy as artifacts."""
     import mlflow
@@ -145,6 +160,8 @@ def _log(tracker: Tracker, params: Params, validated: Path, out: Path, rec: dict
         tempfile.TemporaryDirectory() as tmp,
     ):
         tracker.log_files([out / RECONCILIATION, out / MANIFEST], "score")
+        if history is not None and (history / HISTORY).exists():
+            tracker.log_files([history / HISTORY], "score")
         meta = Path(tmp) / "decision.json"
         config = json.loads(model.config.to_json())
         meta.write_text(json.dumps({"config": config, "versions": model.versions}, indent=2))
@@ -516,6 +533,107 @@ def _reconcile(stats: list[dict], manifest: dict, quarantined: dict, seconds: fl
     return rec
 
 
+# ---------------------------------------------------------------- the run history
+
+
+def run_folder(history: Path, day: str | pd.Timestamp) -> Path:
+    """The folder of the run at ``day`` in a history: ``as_of=YYYY-MM-DD``."""
+    return history / f"as_of={pd.Timestamp(day).date()}"
+
+
+def history_days(latest: str | pd.Timestamp, runs: int) -> list[pd.Timestamp]:
+    """The ``runs`` month ends up to ``latest``, oldest first."""
+    last = pd.Timestamp(latest) + pd.offsets.MonthEnd(0)
+    return [last - pd.offsets.MonthEnd(k) for k in range(runs - 1, -1, -1)]
+
+
+def keep_history(
+    validated: Path,
+    out: Path,
+    history: Path,
+    params: Params,
+    model: DecisionModel,
+    quarantine: Path | None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> dict:
+    """Keep the run in ``out`` (the decision of record) and the ``score.runs`` - 1 month ends
+    before it in ``history``, each a whole scoring run under ``as_of=YYYY-MM-DD/``, so runs
+    can be compared without scoring again (DuckDB: ``read_parquet('data/score_history/
+    as_of=*/part-*.parquet', hive_partitioning = true)``).
+
+    - The latest month end is a copy of ``out``; it replaces the one there if it differs.
+    - An earlier month end already there whole (``_SUCCESS``) is kept as it is, whatever model
+      decided it: it is the record of that month (a monthly job adds one folder per month).
+      One missing is decided now by this model (``params`` at that as_of), so a first run
+      back-fills the history; one left unfinished by a killed run is resumed (one of other
+      settings is replaced only with ``overwrite``).
+    - ``_history.json`` (written last) lists every whole run in ``history`` with its counts.
+
+    Returns:
+        The content of ``_history.json``.
+    """
+    with exclusive(history):
+        return _keep_history(
+            validated, out, history, params, model, quarantine, overwrite, progress
+        )
+
+
+def _keep_history(validated, out, history, params, model, quarantine, overwrite, progress) -> dict:
+    rec = json.loads((out / RECONCILIATION).read_text())
+    days = history_days(rec["as_of"], params.score.runs)
+    history.mkdir(parents=True, exist_ok=True)
+    for day in days[:-1]:
+        folder = run_folder(history, day)
+        if (folder / SUCCESS).exists():
+            continue
+        at = params.override("score", as_of=str(day.date()))
+        # under the history's lock (held by the caller): no lock file of its own inside
+        # the history, which would make its bytes differ run to run
+        _score_base(validated, folder, at, model, quarantine, overwrite, progress)
+    latest = run_folder(history, days[-1])
+    if _manifest_in(latest) != _manifest_in(out) or not (latest / SUCCESS).exists():
+        staged = history / f".{latest.name}.copy-{os.getpid()}"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(out, staged, ignore=shutil.ignore_patterns("_tmp", ".*"))
+        replace_folder(staged, latest)
+    summary = history_summary(history)
+    write_json(summary, history / HISTORY)
+    log.info("run history in %s: %s", history, ", ".join(r["as_of"] for r in summary["runs"]))
+    return summary
+
+
+def history_summary(history: Path) -> dict:
+    """Every whole run in ``history``, oldest first, with its headline counts."""
+    runs = []
+    for folder in sorted(history.glob("as_of=*")):
+        if not (folder / SUCCESS).exists():
+            continue
+        r = json.loads((folder / RECONCILIATION).read_text())
+        runs.append(
+            {
+                "as_of": r["as_of"],
+                "folder": folder.name,
+                "scored": r["scored"],
+                "flagged": r["flagged"],
+                "asked_for_security": sum(r["credit_actions"].get(a, 0) for a in ADVERSE),
+                "credit_actions": r["credit_actions"],
+                "grades": r["grades"],
+                "tiers": r["tiers"],
+                "models": r["models"],
+            }
+        )
+    return {"runs": runs}
+
+
+def read_history(history: Path) -> pd.DataFrame:
+    """Every whole run in ``history`` as one frame (``as_of`` tells the runs apart)."""
+    runs = history_summary(history)["runs"]
+    if not runs:
+        raise ScoreError(f"{history}: no finished scoring run (as_of=YYYY-MM-DD folders)")
+    return pd.concat([read_scores(history / r["folder"]) for r in runs], ignore_index=True)
+
+
 def read_scores(out: Path) -> pd.DataFrame:
     """The scored base as one frame (for tests, notebooks and small bases).
 
@@ -533,7 +651,9 @@ def read_scores(out: Path) -> pd.DataFrame:
             f"{out}: {len(parts)} partition(s) with {rows} rows on disk, but the run "
             f"reconciled {rec['partitions']} with {rec['scored']}: score again"
         )
-    frame = pq.ParquetDataset(parts).read().to_pandas() if parts else pd.DataFrame()
+    frame = (
+        pq.ParquetDataset(parts, partitioning=None).read().to_pandas() if parts else pd.DataFrame()
+    )
     return frame.reset_index(drop=True)
 
 

@@ -340,3 +340,32 @@ def test_static_attributes_and_keys(small_base):
     assert (merged["tariff_class"] == merged["tariff_class_c"]).all()
     # New customers are rows from their first month, flagged by a short history.
     assert (f["months_of_history"] <= 2).sum() > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3), st.integers(0, 3), st.one_of(st.integers(-2, 2), st.just(np.nan))
+        ),
+        max_size=12,
+    )
+)
+def test_rows_already_in_order_are_recognised_exactly(rows):
+    """The engine skips the sort when the rows are in the order lexsort would give: never
+    when they are not (a NaN key included: lexsort puts it last, the check never trusts it)."""
+    from features.engine import _in_order, sort_order
+
+    keys = [np.array([r[i] for r in rows], dtype=float) for i in range(3)]
+    identity = np.array_equal(np.lexsort(tuple(reversed(keys))), np.arange(len(rows)))
+    if _in_order(*keys):
+        assert identity
+    else:
+        assert not identity or np.isnan(keys[2]).any()
+    ordered = [k[np.lexsort(tuple(reversed(keys)))] for k in keys]
+    assert _in_order(*ordered) or np.isnan(keys[2]).any()
+    # and the order the engine takes is lexsort's, whichever shortcut it finds
+    for used in (keys, ordered, [np.sort(keys[0]), keys[1], keys[2]]):
+        got = sort_order(*used)
+        want = np.lexsort(tuple(reversed(used)))
+        assert np.array_equal(np.arange(len(rows)) if got is None else got, want)

@@ -89,6 +89,8 @@ def test_the_same_month_twice_is_stable_and_a_shifted_feature_is_an_alert(
     root, _, _ = default_run
     feats = pd.read_parquet(root / "features" / "features.parquet")
     feats["as_of"] = pd.to_datetime(feats["as_of"])
+    some = sorted(feats["customer_id"].unique())[:2000]  # a quarter of the base shows it too
+    feats = feats[feats["customer_id"].isin(some)].reset_index(drop=True)
     days = sorted(feats["as_of"].unique())
     last, before = days[-1], days[-2]
     same = feats[feats["as_of"] == before].assign(as_of=last)
@@ -148,3 +150,33 @@ def test_work_lists_for_account_managers_fee_recovery_and_energy_intensive_watch
     csv = (lists / "fee_recovery.csv").read_text(encoding="utf-8-sig").splitlines()[0]
     assert csv.startswith("customer_id / 客户编号,") and "expected_loss / 预期损失" in csv
     assert summary["worklists"]["account_managers"] == len(managers)
+
+
+def test_the_monitor_s_runs_decide_as_the_score_stage_s_history(
+    monitored, default_run, segmented, tmp_path
+):
+    """One decision path: the monitor decides its runs from the feature table, the score
+    stage streams the validated tables month end by month end; the same month gives the same
+    customers and the same requests for security."""
+    from pipelines import score
+
+    out, _, p = monitored
+    root, _, _ = default_run
+    q = p.override(
+        "score",
+        runs=2,
+        arrears_model=str(root / "model"),
+        segments_model=str(segmented[0] / "model"),
+    )
+    history = tmp_path / "history"
+    score.run(
+        q,
+        score.Paths(tmp_path / "scores", root / "validated", quarantine=root / "quarantine",
+                    history=history),
+    )  # fmt: skip
+    runs = pd.read_csv(out / "reports" / "runs.csv").set_index("as_of")
+    kept = json.loads((history / score.HISTORY).read_text())["runs"]
+    assert len(kept) == 2
+    for r in kept:
+        assert runs.loc[r["as_of"], "rows"] == r["scored"], r["as_of"]
+        assert runs.loc[r["as_of"], "asked_for_security"] == r["asked_for_security"] > 0

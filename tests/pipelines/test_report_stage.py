@@ -35,7 +35,10 @@ def pages(default_run, segmented, explained, tmp_path_factory):
                       root / "model", segmented[0] / "model", reports / "monitor",
                       work / "metrics" / "monitor.json"),
     )  # fmt: skip
-    paths = report.Paths(work / "metrics", reports, PROJECT / "dvc.lock", work / "out")
+    (work / "metrics" / report.HEADLINE).write_text('{"stale": 1}')  # never read back
+    paths = report.Paths(
+        work / "metrics", reports, PROJECT / "dvc.lock", work / "out", work / "headline.json"
+    )
     return report.run(p, paths), work
 
 
@@ -122,3 +125,32 @@ def test_the_hash_table_leaves_out_the_reports_own_previous_hash():
     assert "reports/report" not in paths and "artifacts/arrears" in paths
     every = report._hashes(PROJECT / "dvc.lock", PROJECT / "elsewhere")
     assert {r[1] for r in every} == paths | {"reports/report"}
+
+
+def test_the_headline_is_a_screenful_of_the_run_s_figures(pages):
+    """`dvc metrics show` reads the headline only: every figure in it comes from a stage's
+    own metrics file, and there are few enough to read in one row."""
+    import json
+
+    _, work = pages
+    head = json.loads((work / "headline.json").read_text())
+    m = {p.stem: json.loads(p.read_text()) for p in (work / "metrics").glob("*.json")}
+
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from leaves(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    flat = dict(leaves(head))
+    assert 15 <= len(flat) <= 30 and "stale" not in flat
+    assert flat["as_of"] == m["score"]["as_of"]
+    assert flat["arrears.auc"] == m["arrears"]["model"]["auc"]
+    assert flat["arrears.baseline_auc"] == m["arrears"]["baseline"]["auc"]
+    assert flat["score.deposits"] == m["score"]["credit_actions"].get("deposit", 0)
+    assert flat["score.scored"] == m["score"]["scored"]
+    last = m["monitor"][max(m["monitor"])]
+    assert flat["monitor.psi_pd_vs_reference"] == last["psi_pd_vs_reference"]
+    quarantined = sum(t["rows_quarantined"] for t in m["validation"]["tables"].values())
+    assert flat["validation.rows_quarantined"] == quarantined > 0

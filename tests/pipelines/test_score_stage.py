@@ -135,6 +135,61 @@ def base_slice(default_run, segmented, params, tmp_path_factory):
     return validated, quarantine, model, score.read_scores(tmp / "scores")
 
 
+def test_the_run_history_keeps_each_month_end_and_grows_a_month_at_a_time(
+    default_run, segmented, base_slice, tmp_path, params
+):
+    root, _, _ = default_run
+    validated, quarantine, _, want = base_slice
+    p = params.without_tracking().override(
+        "score",
+        runs=2,
+        partition_customers=20000,
+        arrears_model=str(root / "model"),
+        segments_model=str(segmented[0] / "model"),
+    )
+    out, history = tmp_path / "scores", tmp_path / "history"
+    paths = score.Paths(out, validated, quarantine=quarantine, history=history)
+    score.run(p, paths)
+    runs = [r["as_of"] for r in json.loads((history / score.HISTORY).read_text())["runs"]]
+    assert runs == ["2025-12-31", AS_OF]
+    # nothing else: no lock or staging file (its bytes would differ run to run under DVC)
+    assert sorted(f.name for f in history.iterdir()) == [
+        "_history.json", "as_of=2025-12-31", f"as_of={AS_OF}",
+    ]  # fmt: skip
+    latest = score.read_scores(score.run_folder(history, AS_OF))
+    pd.testing.assert_frame_equal(latest, score.read_scores(out))  # the decision of record
+    pd.testing.assert_frame_equal(latest, want)
+    both = score.read_history(history)
+    assert both["as_of"].astype(str).value_counts().to_dict().keys() == {"2025-12-31", AS_OF}
+    before = both[both["as_of"].astype(str) == "2025-12-31"]
+    assert 0 < before["customer_id"].isin(latest["customer_id"]).mean() <= 1
+    # The month before is decided at its own as_of: features of that month end, not a copy.
+    moved = before.merge(latest, on="customer_id", suffixes=("", "_now"))
+    assert (moved["pd"] != moved["pd_now"]).mean() > 0.5
+
+    # A month more of history: the months already there are kept as they are, not rescored.
+    kept = score.run_folder(history, "2025-12-31") / "part-00000.parquet"
+    stamp = kept.stat().st_mtime_ns
+    score.run(p.override("score", runs=3), paths)
+    summary = json.loads((history / score.HISTORY).read_text())["runs"]
+    assert [r["as_of"] for r in summary] == ["2025-11-30", "2025-12-31", AS_OF]
+    assert kept.stat().st_mtime_ns == stamp
+    counts = {r["as_of"]: r["scored"] for r in summary}
+    assert counts == score.read_history(history)["as_of"].astype(str).value_counts().to_dict()
+
+    # A month left unfinished by a killed run is resumed, the others untouched.
+    gone = score.run_folder(history, "2025-11-30")
+    (gone / score.SUCCESS).unlink()
+    before_kill = score.read_scores(score.run_folder(history, "2025-12-31"))
+    score.run(p.override("score", runs=3), paths)
+    assert (gone / score.SUCCESS).exists()
+    rec = json.loads((gone / score.RECONCILIATION).read_text())
+    assert rec["partitions_resumed"] == 1
+    pd.testing.assert_frame_equal(
+        score.read_scores(score.run_folder(history, "2025-12-31")), before_kill
+    )
+
+
 def test_partition_size_does_not_change_the_output(base_slice, tmp_path, params):
     validated, quarantine, model, want = base_slice
     p = params.override("score", partition_customers=350, as_of=AS_OF)
