@@ -79,20 +79,24 @@ def judge(
 
     ``scale``: the grades' upper PD bounds (the master scale) that bin the PDs for the PSI;
     None: the champion's PD deciles. Returns ``passed``, ``reasons`` (every rule that
-    failed, in words), the figures of each model, and against a champion the AUC gain with
-    its 90 % bootstrap interval and the PSI (``psi_grades``).
+    failed, in words; ``reasons_zh`` the same in Chinese), the figures of each model, and
+    against a champion the AUC gain with its 90 % bootstrap interval and the PSI
+    (``psi_grades``).
     """
     y = np.asarray(y, int)
     if len(np.unique(y)) < 2:
         raise ValueError("the gate needs rows of both outcomes to compare models")
     cand = figures(y, candidate)
     reasons: list[str] = []
+    zh: list[str] = []  # the same reasons in Chinese, in the same order
     if cand["ece"] > rules.max_ece:
         reasons.append(f"ECE {cand['ece']:.4f} is above the bar of {rules.max_ece}")
+        zh.append(f"ECE {cand['ece']:.4f} 高于上限 {rules.max_ece}")
     if cand["auc"] <= baseline_auc:
         reasons.append(
             f"AUC {cand['auc']:.4f} does not beat the scorecard baseline's {baseline_auc:.4f}"
         )
+        zh.append(f"AUC {cand['auc']:.4f} 未超过评分卡基准的 {baseline_auc:.4f}")
     out: dict = {"rows": int(len(y)), "bads": int(y.sum()), "candidate": cand}
     out["baseline_auc"] = float(baseline_auc)
     if champion is not None:
@@ -113,21 +117,30 @@ def judge(
         out |= {"champion": champ, "auc_gain": gain, "auc_gain_90": [lo, hi], "psi_grades": shift}
         if np.array_equal(np.asarray(candidate, float), np.asarray(champion, float)):
             reasons.append("its PDs equal the champion's on every row: the same model")
+            zh.append("其违约概率在每一行都与冠军模型相同：是同一个模型")
         elif gain < rules.min_auc_gain:
             reasons.append(
                 f"AUC {cand['auc']:.4f} against the champion's {champ['auc']:.4f}: a gain of "
                 f"{gain:+.4f}, short of the {rules.min_auc_gain} required "
                 f"(90 % interval {lo:+.4f} to {hi:+.4f})"
             )
+            zh.append(
+                f"AUC {cand['auc']:.4f}，冠军模型为 {champ['auc']:.4f}：提升 {gain:+.4f}，"
+                f"未达到要求的 {rules.min_auc_gain}（90% 区间 {lo:+.4f} 至 {hi:+.4f}）"
+            )
         if champ["ks"] - cand["ks"] > rules.max_ks_loss:
             reasons.append(f"KS falls from {champ['ks']:.4f} to {cand['ks']:.4f}")
+            zh.append(f"KS 从 {champ['ks']:.4f} 降至 {cand['ks']:.4f}")
         if cand["ece"] - champ["ece"] > rules.max_ece_rise:
             reasons.append(f"ECE rises from {champ['ece']:.4f} to {cand['ece']:.4f}")
+            zh.append(f"ECE 从 {champ['ece']:.4f} 升至 {cand['ece']:.4f}")
         if shift >= rules.psi_alert:
             reasons.append(
                 f"its grades moved from the champion's by a PSI of {shift:.3f} "
                 f"(alert at {rules.psi_alert})"
             )
+            zh.append(f"其等级分布相对冠军模型的 PSI 为 {shift:.3f}（警戒值 {rules.psi_alert}）")
     out["passed"] = not reasons
     out["reasons"] = reasons
+    out["reasons_zh"] = zh
     return out

@@ -89,14 +89,16 @@ def _verdict(params: Params, paths: Paths, tracker: Tracker | None, force: bool)
         if champ_v is not None and champ_v.version == cand_v.version:
             out |= {"candidate_version": str(cand_v.version)}
             out |= {"champion_version": str(champ_v.version)}
-            out |= {"passed": True, "promoted": False, "reasons": []}
+            out |= {"passed": True, "promoted": False, "reasons": [], "reasons_zh": []}
             out["message"] = f"version {cand_v.version} is already the champion"
+            out["message_zh"] = f"版本 {cand_v.version} 已是冠军模型"
             return out
         if champ_v is not None:
             champ_pd, unscorable = _champion_pd(tracker, test)
             if unscorable:
                 out |= judge(y, cand_pd, None, baseline_auc, rules, params.grades.upper_pd)
                 out["reasons"].append(f"the champion cannot score these rows: {unscorable}")
+                out["reasons_zh"].append(f"冠军模型无法为这些行评分：{unscorable}")
                 out["passed"] = False
     if "passed" not in out:
         out |= judge(y, cand_pd, champ_pd, baseline_auc, rules, params.grades.upper_pd)
@@ -105,9 +107,11 @@ def _verdict(params: Params, paths: Paths, tracker: Tracker | None, force: bool)
     out["promoted"] = False
     if tracker is None:
         out["message"] = _sentence(out, "tracking is off: the verdict is recorded, no alias moved")
+        out["message_zh"] = _sentence_zh(out, "未启用跟踪：结论已记录，别名未移动")
         return out
     if not params.promote.enabled and not force:
         out["message"] = _sentence(out, "promote.enabled is false: no alias moved")
+        out["message_zh"] = _sentence_zh(out, "promote.enabled 为 false：别名未移动")
         _record(tracker, cand_v.run_id, out, paths.metrics)
         return out
     if out["passed"] or force:
@@ -115,6 +119,7 @@ def _verdict(params: Params, paths: Paths, tracker: Tracker | None, force: bool)
         tracker.client().set_registered_model_alias(NAME, CHAMPION, cand_v.version)
         out["promoted"] = True
     out["message"] = _message(out)
+    out["message_zh"] = _message_zh(out)
     _record(tracker, cand_v.run_id, out, paths.metrics)
     return out
 
@@ -157,6 +162,26 @@ def _champion_pd(tracker: Tracker, test) -> tuple[np.ndarray | None, str | None]
 def _sentence(out: dict, tail: str) -> str:
     verdict = "passes the gate" if out["passed"] else "fails the gate: " + "; ".join(out["reasons"])
     return f"candidate {verdict}; {tail}"
+
+
+def _sentence_zh(out: dict, tail: str) -> str:
+    verdict = "通过检验" if out["passed"] else "未通过检验：" + "；".join(out["reasons_zh"])
+    return f"候选模型{verdict}；{tail}"
+
+
+def _message_zh(out: dict) -> str:
+    """:func:`_message` in Chinese (the report's Chinese page)."""
+    cand, champ = out["candidate_version"], out["champion_version"]
+    auc = out["candidate"]["auc"]
+    why = "；".join(out["reasons_zh"])
+    if out["promoted"] and out["forced"]:
+        return f"冠军模型现为版本 {cand}（强制晋升，未满足：{why}）"
+    if out["promoted"]:
+        was = f"（原为版本 {champ}，AUC {out['champion']['auc']:.4f}）" if champ else ""
+        return f"冠军模型现为版本 {cand}，测试 AUC {auc:.4f}{was}"
+    if champ is None:
+        return f"暂无冠军模型：候选版本 {cand} 未通过检验：{why}"
+    return f"保留冠军版本 {champ}：候选版本 {cand} 未通过检验：{why}"
 
 
 def _message(out: dict) -> str:

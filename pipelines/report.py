@@ -359,7 +359,7 @@ def build(params: Params, paths: Paths, lang: str) -> str:
     )
     if promo:
         cls = "ok" if promo.get("passed") or promo.get("promoted") else "warn"
-        verdict = _esc(promo.get("message"))
+        verdict = _esc(promo.get("message_zh" if lang == "zh" else "message", promo.get("message")))
         s.append(f"<p><b>{_t('gate', lang)}:</b> <span class='{cls}'>{verdict}</span></p>")
 
     s.append(f"<h2 id='grades'>{_t('grades', lang)}</h2>")

@@ -69,6 +69,7 @@ def test_a_first_model_passes_on_its_own_bars_and_fails_with_reasons():
     assert not bad["passed"]
     assert any("ECE" in r for r in bad["reasons"])
     assert any("does not beat the scorecard baseline" in r for r in bad["reasons"])
+    assert len(bad["reasons_zh"]) == len(bad["reasons"]) and "评分卡基准" in bad["reasons_zh"][1]
 
 
 def test_a_better_candidate_passes_and_an_equal_or_shifted_one_does_not():
@@ -83,6 +84,7 @@ def test_a_better_candidate_passes_and_an_equal_or_shifted_one_does_not():
     same = judge(y, p, p, 0.5, rules)
     assert not same["passed"] and same["psi_grades"] == 0.0
     assert same["reasons"] == ["its PDs equal the champion's on every row: the same model"]
+    assert same["reasons_zh"] == ["其违约概率在每一行都与冠军模型相同：是同一个模型"]
     tiny = judge(y, p * 1.0001, p, 0.5, rules)  # another model, no better
     assert any("short of the 0.0005 required" in r for r in tiny["reasons"])
     # The same ranking at twice the odds: no AUC gain, ECE up, every grade moves.
@@ -90,6 +92,8 @@ def test_a_better_candidate_passes_and_an_equal_or_shifted_one_does_not():
     shifted = judge(y, odds / (1 + odds), noisy, 0.5, rules, scale=SCALE)
     assert not shifted["passed"]
     assert any("ECE rises" in r for r in shifted["reasons"])
+    for verdict in (same, tiny, shifted):  # every reason said in both languages, in order
+        assert len(verdict["reasons_zh"]) == len(verdict["reasons"]) > 0
     assert any("PSI" in r for r in shifted["reasons"])
 
 

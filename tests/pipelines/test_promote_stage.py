@@ -23,6 +23,7 @@ def test_without_tracking_the_verdict_is_written_and_no_alias_moves(default_run,
     assert written == json.loads(json.dumps(rounded(verdict)))
     assert written["passed"] and not written["promoted"] and written["reasons"] == []
     assert "tracking is off" in written["message"]
+    assert "未启用跟踪" in written["message_zh"]  # the report's Chinese page says it so
     assert written["champion_version"] is None and "champion" not in written
     # The evaluate stage's test rows and figure, and a model that beats its baseline.
     assert written["rows"] == metrics["test"]["rows"]

@@ -57,6 +57,12 @@ def test_every_section_and_figure_is_in_the_page_and_nothing_is_fetched(pages):
     # The Chinese page carries its own font (cut to its characters): no CJK font needed.
     assert "@font-face" in zh and "data:font/otf;base64," in zh
     assert "@font-face" not in written[0].read_text(encoding="utf-8")
+    # The gate's verdict in the page's language.
+    import json
+
+    promo = json.loads((PROJECT / "metrics" / "promotion.json").read_text())
+    assert promo["message_zh"] in zh and promo["message"] not in zh
+    assert promo["message"] in written[0].read_text(encoding="utf-8")
 
 
 def _chromium() -> str:
