@@ -235,10 +235,14 @@ def beeswarm(contrib: pd.DataFrame, data: pd.DataFrame, base: np.ndarray, max_di
     # caller's state put back), so the same contributions draw the same picture
     state = np.random.get_state()  # noqa: NPY002 (shap reads the legacy global state)
     np.random.seed(0)  # noqa: NPY002
+    # its own figure, made current (shap draws on the current figure and sizes it; it
+    # refuses an axis with its automatic size): never one a caller left open
+    fig = plt.figure()
     try:
         shap.plots.beeswarm(expl, max_display=max_display, show=False)
     finally:
         np.random.set_state(state)  # noqa: NPY002
-    fig = plt.gcf()
+    if plt.gcf() is not fig:
+        raise RuntimeError("shap drew the beeswarm on another figure than its own")
     fig.set_dpi(110)
     return fig

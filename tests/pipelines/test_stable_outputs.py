@@ -43,3 +43,10 @@ def test_the_beeswarm_draws_the_same_picture_and_leaves_numpy_s_state(tmp_path):
         plots.save(plots.beeswarm(contrib, data, np.zeros(400)), tmp_path / name)
     assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
     assert (np.random.get_state()[1] == before).all()  # noqa: NPY002
+    import matplotlib.pyplot as plt
+
+    stray = plt.figure(figsize=(3, 2))  # a figure some other code left open: not drawn on
+    plots.save(plots.beeswarm(contrib, data, np.zeros(400)), tmp_path / "three.png")
+    assert plt.fignum_exists(stray.number) and not stray.axes
+    plt.close(stray)
+    assert (tmp_path / "three.png").read_bytes() == (tmp_path / "one.png").read_bytes()
