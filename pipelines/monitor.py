@@ -8,7 +8,7 @@ month ends of the table. For each run (``models.stability``, ``models.monitoring
 
 - **stability**: PSI of the PD, the grade and the tier against the model's training rows
   (the reference) and against the previous run; CSI of every model feature, the same two
-  ways; PSI of the PD within each tier, tariff class and region (params ``groups``);
+  ways; PSI of the PD within each tier and each level of ``groups`` (tariff class, region);
   ``stable`` / ``warn`` / ``alert`` at ``psi_warn`` and ``psi_alert``;
 - **performance before labels**: the expected bad rate and AUC of the calibrated PDs (CBPE);
 - **back-test**, for the runs whose label horizon has passed: realised AUC, KS and ECE, and
@@ -242,6 +242,13 @@ def _stability(cur, prev, reference, ref_pd, ref_grade, ref_tier, spec, params) 
             a, b = ref_pd[ref_g == level_], cur["pd"][cur_g == level_]
             if len(a) and len(b):
                 out.append(_row("pd", "reference", psi(a, b), params, f"{col}={level_}"))
+    # within each value tier (the segment stage's, with hysteresis) as well
+    ref_t = pd.Series(ref_tier, dtype="string").fillna("<none>").to_numpy(dtype=object)
+    cur_t = pd.Series(cur["tier"], dtype="string").fillna("<none>").to_numpy(dtype=object)
+    for tier in sorted(set(cur_t) - {"<none>"}):
+        a, b = ref_pd[ref_t == tier], cur["pd"][cur_t == tier]
+        if len(a) and len(b):
+            out.append(_row("pd", "reference", psi(a, b), params, f"tier={tier}"))
     return out
 
 

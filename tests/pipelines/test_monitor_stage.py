@@ -68,6 +68,7 @@ def test_stability_covers_the_pd_grade_tier_and_every_feature_both_ways(monitore
         assert len(names) >= 3 + 60  # every model feature's CSI
     within = latest[latest["group"].notna()]["group"]
     assert within.str.startswith("region=").any() and within.str.startswith("tariff_class=").any()
+    assert set(within[within.str.startswith("tier=")]) == {"tier=A", "tier=B", "tier=C", "tier=D"}
     assert set(stab["level"]) <= {"stable", "warn", "alert"}
     assert ((stab["psi"] >= p.monitor.psi_alert) == (stab["level"] == "alert")).all()
 
