@@ -107,11 +107,11 @@ def _verdict(params: Params, paths: Paths, tracker: Tracker | None, force: bool)
     out["promoted"] = False
     if tracker is None:
         out["message"] = _sentence(out, "tracking is off: the verdict is recorded, no alias moved")
-        out["message_zh"] = _sentence_zh(out, "未启用跟踪：结论已记录，别名未移动")
+        out["message_zh"] = _sentence(out, "未启用跟踪：结论已记录，别名未移动", "zh")
         return out
     if not params.promote.enabled and not force:
         out["message"] = _sentence(out, "promote.enabled is false: no alias moved")
-        out["message_zh"] = _sentence_zh(out, "promote.enabled 为 false：别名未移动")
+        out["message_zh"] = _sentence(out, "promote.enabled 为 false：别名未移动", "zh")
         _record(tracker, cand_v.run_id, out, paths.metrics)
         return out
     if out["passed"] or force:
@@ -119,7 +119,7 @@ def _verdict(params: Params, paths: Paths, tracker: Tracker | None, force: bool)
         tracker.client().set_registered_model_alias(NAME, CHAMPION, cand_v.version)
         out["promoted"] = True
     out["message"] = _message(out)
-    out["message_zh"] = _message_zh(out)
+    out["message_zh"] = _message(out, "zh")
     _record(tracker, cand_v.run_id, out, paths.metrics)
     return out
 
@@ -159,44 +159,55 @@ def _champion_pd(tracker: Tracker, test) -> tuple[np.ndarray | None, str | None]
             return None, str(exc)
 
 
-def _sentence(out: dict, tail: str) -> str:
-    verdict = "passes the gate" if out["passed"] else "fails the gate: " + "; ".join(out["reasons"])
-    return f"candidate {verdict}; {tail}"
+#: The verdict's sentences, by language (``message`` and ``message_zh``: the report shows the
+#: page's own); ``{why}`` is the failed rules (``reasons`` / ``reasons_zh``) joined.
+PHRASES = {
+    "en": {
+        "join": "; ", "reasons": "reasons",
+        "passes": "passes the gate", "fails": "fails the gate: {why}",
+        "sentence": "candidate {verdict}; {tail}",
+        "forced": "champion is now version {cand} (forced past: {why})",
+        "promoted": "champion is now version {cand} with test AUC {auc:.4f}{was}",
+        "was": " (was version {champ}, AUC {champ_auc:.4f})",
+        "no_champion": "no champion: candidate version {cand} fails the gate: {why}",
+        "kept": "kept champion version {champ}: candidate version {cand} fails the gate: {why}",
+    },
+    "zh": {
+        "join": "；", "reasons": "reasons_zh",
+        "passes": "通过检验", "fails": "未通过检验：{why}",
+        "sentence": "候选模型{verdict}；{tail}",
+        "forced": "冠军模型现为版本 {cand}（强制晋升，未满足：{why}）",
+        "promoted": "冠军模型现为版本 {cand}，测试 AUC {auc:.4f}{was}",
+        "was": "（原为版本 {champ}，AUC {champ_auc:.4f}）",
+        "no_champion": "暂无冠军模型：候选版本 {cand} 未通过检验：{why}",
+        "kept": "保留冠军版本 {champ}：候选版本 {cand} 未通过检验：{why}",
+    },
+}  # fmt: skip
 
 
-def _sentence_zh(out: dict, tail: str) -> str:
-    verdict = "通过检验" if out["passed"] else "未通过检验：" + "；".join(out["reasons_zh"])
-    return f"候选模型{verdict}；{tail}"
+def _why(out: dict, lang: str) -> str:
+    t = PHRASES[lang]
+    return t["join"].join(out[t["reasons"]])
 
 
-def _message_zh(out: dict) -> str:
-    """:func:`_message` in Chinese (the report's Chinese page)."""
-    cand, champ = out["candidate_version"], out["champion_version"]
-    auc = out["candidate"]["auc"]
-    why = "；".join(out["reasons_zh"])
+def _sentence(out: dict, tail: str, lang: str = "en") -> str:
+    t = PHRASES[lang]
+    verdict = t["passes"] if out["passed"] else t["fails"].format(why=_why(out, lang))
+    return t["sentence"].format(verdict=verdict, tail=tail)
+
+
+def _message(out: dict, lang: str = "en") -> str:
+    """The verdict in one sentence, in ``lang``."""
+    t = PHRASES[lang]
+    cand, champ, why = out["candidate_version"], out["champion_version"], _why(out, lang)
     if out["promoted"] and out["forced"]:
-        return f"冠军模型现为版本 {cand}（强制晋升，未满足：{why}）"
+        return t["forced"].format(cand=cand, why=why)
     if out["promoted"]:
-        was = f"（原为版本 {champ}，AUC {out['champion']['auc']:.4f}）" if champ else ""
-        return f"冠军模型现为版本 {cand}，测试 AUC {auc:.4f}{was}"
+        was = t["was"].format(champ=champ, champ_auc=out["champion"]["auc"]) if champ else ""
+        return t["promoted"].format(cand=cand, auc=out["candidate"]["auc"], was=was)
     if champ is None:
-        return f"暂无冠军模型：候选版本 {cand} 未通过检验：{why}"
-    return f"保留冠军版本 {champ}：候选版本 {cand} 未通过检验：{why}"
-
-
-def _message(out: dict) -> str:
-    cand, champ = out["candidate_version"], out["champion_version"]
-    auc = out["candidate"]["auc"]
-    if out["promoted"] and out["forced"]:
-        return f"champion is now version {cand} (forced past: {'; '.join(out['reasons'])})"
-    if out["promoted"]:
-        was = f" (was version {champ}, AUC {out['champion']['auc']:.4f})" if champ else ""
-        return f"champion is now version {cand} with test AUC {auc:.4f}{was}"
-    if champ is None:
-        return f"no champion: candidate version {cand} fails the gate: {'; '.join(out['reasons'])}"
-    return f"kept champion version {champ}: candidate version {cand} fails the gate: " + "; ".join(
-        out["reasons"]
-    )
+        return t["no_champion"].format(cand=cand, why=why)
+    return t["kept"].format(champ=champ, cand=cand, why=why)
 
 
 def _record(tracker: Tracker, run_id: str, out: dict, path: Path) -> None:
