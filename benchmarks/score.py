@@ -18,6 +18,9 @@ the decision pyfunc in a SQLite store of its own, as `gridscore score` does.
     python benchmarks/score.py --customers 20000 200000 --months 36 --tracking --partition 10000
     python benchmarks/score.py --customers 1000000 --tracking --reasons all needed
 
+Memory is each run's own process (ru_maxrss) and the peak of its whole process tree (PSS
+summed over the processes, sampled every 0.1 s).
+
 ``--reasons all needed`` scores the same base twice, side by side: every row explained (the
 baseline) and the reasons where needed (``score.reasons``, the default).
 """
@@ -25,6 +28,7 @@ baseline) and the reasons where needed (``score.reasons``, the default).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import resource
@@ -78,7 +82,13 @@ def _features(root: Path, q) -> None:
 
 
 def _score(
-    root: Path, arrears: str, segments: str, tracking: bool, partition: int, reasons: str, q
+    root: Path,
+    arrears: str,
+    segments: str,
+    tracking: bool,
+    partition: int,
+    reasons: str,
+    q,
 ) -> None:
     import os
 
@@ -126,15 +136,58 @@ def _score(
     )
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process under it (the score stage's worker processes)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):  # a process that ended meanwhile
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _tree_memory(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) in MB summed over ``pid``'s process tree: PSS shares each shared page
+    among the processes that map it, so the sum is what the tree holds of the machine."""
+    rss = pss = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+    return rss / 1024, pss / 1024
+
+
 def _measure(target, *args) -> dict:
+    """``target`` in a child process; its own figures, its wall time, and the peak of the
+    memory of its whole process tree (sampled every 0.1 s)."""
+    import threading
+
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, q))
     t0 = time.perf_counter()
     proc.start()
+    peak = {"rss": 0.0, "pss": 0.0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            rss, pss = _tree_memory(proc.pid)
+            peak["rss"], peak["pss"] = max(peak["rss"], rss), max(peak["pss"], pss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     out = q.get()
     proc.join()
+    stop.set()
+    sampler.join()
     out["wall_s"] = time.perf_counter() - t0
+    out["tree_rss_mb"], out["tree_pss_mb"] = peak["rss"], peak["pss"]
     if proc.exitcode:
         raise SystemExit(f"{target.__name__} failed with exit code {proc.exitcode}")
     return out
@@ -191,35 +244,40 @@ def main() -> None:
         results[n] = {"generate": gen, "features_baseline": base, "score": runs}
         print(
             f"{n:>10,} customers: generate {gen['seconds']:.1f} s (setup); features alone "
-            f"{base['seconds']:.1f} s, {base['peak_rss_mb']:,.0f} MB",
+            f"{base['seconds']:.1f} s, {base['peak_rss_mb']:,.0f} MB "
+            f"(process tree: {base['tree_pss_mb']:,.0f} MB PSS)",
             flush=True,
         )
         for how, run in runs.items():
             print(
                 f"    score (reasons: {how}) {run['seconds']:.1f} s (wall {run['wall_s']:.1f} s), "
-                f"{run['peak_rss_mb']:,.0f} MB peak, {run['scored']:,} of "
+                f"{run['peak_rss_mb']:,.0f} MB peak of the stage's process, process tree "
+                f"{run['tree_pss_mb']:,.0f} MB PSS ({run['tree_rss_mb']:,.0f} MB RSS summed), "
+                f"{run['scored']:,} of "
                 f"{run['customers_in']:,} scored in {run['partitions']} partitions, "
                 f"{run['explained']:,} explained, {run['output_mb']:.0f} MB written; "
                 f"score / features {run['seconds'] / base['seconds']:.2f}",
                 flush=True,
             )
-        if len(runs) == 2:
-            a, b = runs["all"], runs["needed"]
-            same = a["credit_actions"] == b["credit_actions"]
-            print(
-                f"    needed / all: time x{b['seconds'] / a['seconds']:.2f}, peak memory "
-                f"x{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}; credit actions "
-                f"{'identical' if same else 'DIFFER'}",
-                flush=True,
-            )
+        if len(runs) > 1:
+            first = next(iter(runs))
+            a = runs[first]
+            for name, b in list(runs.items())[1:]:
+                same = a["credit_actions"] == b["credit_actions"]
+                print(
+                    f"    ({name}) / ({first}): time x{b['seconds'] / a['seconds']:.2f}, "
+                    f"process tree memory x{b['tree_pss_mb'] / a['tree_pss_mb']:.2f}; credit "
+                    f"actions {'identical' if same else 'DIFFER'}",
+                    flush=True,
+                )
     sizes = sorted(results)
     if len(sizes) > 1:
-        for how in args.reasons:
+        for how in results[sizes[0]]["score"]:
             a, b = results[sizes[0]]["score"][how], results[sizes[-1]]["score"][how]
             print(
                 f"x{sizes[-1] / sizes[0]:.1f} customers (reasons: {how}): time "
-                f"x{b['seconds'] / a['seconds']:.2f}, peak memory "
-                f"x{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}"
+                f"x{b['seconds'] / a['seconds']:.2f}, process tree memory "
+                f"x{b['tree_pss_mb'] / a['tree_pss_mb']:.2f}"
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -422,6 +422,23 @@ def notice(
 
 
 @app.command()
+def notices(
+    out: Annotated[Path, typer.Option(help="folder for <customer_id>.<lang>.html")],
+    scores: Annotated[Path, typer.Option(help="the score stage's folder")] = Path("data/scores"),
+    lang: Annotated[list[str] | None, typer.Option(help="zh and/or en [default: both]")] = None,
+) -> None:
+    """Every notice a scoring run stored (its notices/part-*.parquet) as printable HTML files,
+    for a print or mail job."""
+    from pipelines import notice as stage
+
+    def call() -> None:
+        written = stage.export(scores, out, tuple(lang or stage.LANGUAGES))
+        typer.echo(f"notices: {written} file(s) in {out}")
+
+    _guard(call)
+
+
+@app.command()
 def score(
     out: Annotated[Path, typer.Option(help="folder of the scored base (Parquet partitions)")],
     validated: Annotated[Path | None, typer.Option(help="the validate stage's tables")] = None,

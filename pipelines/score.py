@@ -8,9 +8,10 @@ the base. Writes to ``out``:
 - ``part-NNNNN.parquet``: one row per customer active at ``as_of`` (docs/scoring.md), each
   file written to ``out/_tmp`` and moved into place only when complete (``os.replace``); its
   counts (customers in, active, inactive by reason, flagged) ride in its Parquet footer;
-- ``notices/<customer_id>.<zh|en>.html``: the notice of every deposit or guarantee asked,
-  its reasons and amount first checked against the customer's records (``pipelines.notice``);
-  written with the partition, before its file is moved into place;
+- ``notices/part-NNNNN.parquet``: the notice (printable HTML, in Chinese and in English) of
+  every deposit or guarantee the partition asks, its reasons and amount first checked against
+  the customer's records (``pipelines.notice``); written before the partition's own file is
+  moved into place, so a whole partition has its notices;
 - ``_manifest.json``: what the run is (as_of, partitioning, model versions, inputs): a rerun
   into the same folder with the same manifest resumes, skipping finished partitions;
 - ``_reconciliation.json``: customers in = scored + not active (by reason); flagged; quarantined
@@ -40,6 +41,7 @@ from features.completeness import gaps_at
 from features.engine import Snapshots, features_and_inactive, features_of, prepare
 from features.errors import GridscoreError
 from models.decision import DecisionModel
+from models.notice import LANGUAGES
 from models.policy import ADVERSE
 from pipelines import decision, streaming
 from pipelines import notice as notices
@@ -257,13 +259,16 @@ def _manifest(
 
 
 def _done(path: Path) -> dict | None:
-    """The stats of a finished partition file, or None if it is absent or unreadable."""
+    """The stats of a finished partition file, or None if it or its notice table is absent,
+    unreadable, or not the size its footer says."""
     try:
         meta = pq.read_metadata(path)
         stats = json.loads(meta.metadata[PART_KEY])
+        pages = pq.read_metadata(path.parent / notices.FOLDER / path.name).num_rows
     except (OSError, KeyError, TypeError, ValueError, pa.ArrowInvalid):
         return None
-    return stats if stats.get("active") == meta.num_rows else None
+    whole = pages == len(LANGUAGES) * stats.get("notices", 0)
+    return stats if stats.get("active") == meta.num_rows and whole else None
 
 
 def _quarantined(quarantine: Path | None) -> dict[str, int]:
@@ -317,7 +322,7 @@ def _score_base(validated, out, params, model, quarantine, overwrite, progress) 
         _prepare_out(target, manifest)
 
         def redo_all() -> None:  # partitions made before the disorder showed may lack rows
-            for part in target.glob("part-*.parquet"):
+            for part in [*target.glob("part-*.parquet"), *target.glob("notices/part-*.parquet")]:
                 part.unlink()
 
         stats = streaming.in_customer_order(
@@ -435,62 +440,82 @@ def _prepare_out(folder: Path, manifest: dict) -> None:
     write_json(manifest, folder / MANIFEST)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every partition of a run needs."""
+
+    day: pd.Timestamp
+    costs: dict
+    grace: int
+    gaps: pd.DataFrame
+    model: DecisionModel
+    out: Path
+    params: Params
+    n_parts: int
+
+
+def _score_partition(job: _Job, i: int, cust, bills, pays) -> dict:
+    """Partition ``i``: features, the whole decision, its notices, written atomically into
+    ``out`` (``out/_tmp`` first). Returns its counts (also in the file's footer)."""
+    t0 = time.perf_counter()
+    model = job.model
+    snaps = Snapshots((job.day,))
+    feats, why = features_and_inactive(prepare(cust, bills, pays), snaps, job.costs, job.grace)
+    feats = FEATURE_TABLE.validate(feats)
+    feats = pd.concat([feats, gaps_at(job.gaps, feats)], axis=1)  # incomplete ledgers
+    inactive = why["reason"].value_counts().to_dict()
+    decisions = model.decide(feats) if len(feats) else pd.DataFrame(columns=model.columns())
+    decisions, written = notices.check_and_write(
+        decisions, bills, pays, job.out, job.params, model.config.top_n, i
+    )
+    flags = decisions["flags"].dropna().str.split(";").explode().value_counts().to_dict()
+    part = {
+        "partition": i,
+        "customers": len(cust),
+        "active": len(decisions),
+        "inactive": {k: int(v) for k, v in inactive.items()},
+        "flagged": int(decisions["flags"].notna().sum()),
+        "flags": {k: int(v) for k, v in flags.items()},
+        "grades": decisions["grade"].value_counts().sort_index().to_dict(),
+        "credit_actions": decisions["credit_action"].value_counts().sort_index().to_dict(),
+        "tiers": decisions["tier"].value_counts().sort_index().to_dict(),
+        "notices": written,
+        "first_customer": str(cust["customer_id"].iloc[0]),
+        "last_customer": str(cust["customer_id"].iloc[-1]),
+    }
+    path = job.out / f"part-{i:05d}.parquet"
+    staged = job.out / "_tmp" / f"{path.name}.{os.getpid()}"
+    pq.write_table(to_arrow(decisions, output_schema(model), part), staged, compression="zstd")
+    os.replace(staged, path)  # atomic: a partition is there whole or not at all
+    log.info(
+        "partition %d/%d: %d customers, %d scored, %d flagged, %.1f s",
+        i + 1,
+        job.n_parts,
+        len(cust),
+        len(decisions),
+        part["flagged"],
+        time.perf_counter() - t0,
+    )
+    return part
+
+
 def _run(
     n_customers, inputs, size, day, costs, grace, gaps, model, out, progress, params
 ) -> list[dict]:
-    schema = output_schema(model)
-    snaps = Snapshots((day,))
-    tmp = out / "_tmp"
-    tmp.mkdir(exist_ok=True)
+    """Every partition not already whole in ``out``, in customer order."""
+    (out / "_tmp").mkdir(exist_ok=True)
     n_parts = -(-n_customers // size)
+    job = _Job(day, costs, grace, gaps, model, out, params, n_parts)
     stats = []
     bar = tqdm(total=n_customers, desc="score", unit="customer", disable=progress is False)
     for i, (cust, bills, pays) in enumerate(streaming.chunks(inputs, size)):
-        t0 = time.perf_counter()
-        path = out / f"part-{i:05d}.parquet"
-        done = _done(path)
+        done = _done(out / f"part-{i:05d}.parquet")
         if done is not None:
             stats.append({**done, "resumed": True})
-            bar.update(len(cust))
             log.info("partition %d/%d: already complete, skipped", i + 1, n_parts)
-            continue
-        feats, why = features_and_inactive(prepare(cust, bills, pays), snaps, costs, grace)
-        feats = FEATURE_TABLE.validate(feats)
-        feats = pd.concat([feats, gaps_at(gaps, feats)], axis=1)  # incomplete ledgers
-        inactive = why["reason"].value_counts().to_dict()
-        decisions = model.decide(feats) if len(feats) else pd.DataFrame(columns=model.columns())
-        decisions, written = notices.check_and_write(
-            decisions, bills, pays, out, params, model.config.top_n
-        )
-        flags = decisions["flags"].dropna().str.split(";").explode().value_counts().to_dict()
-        part = {
-            "partition": i,
-            "customers": len(cust),
-            "active": len(decisions),
-            "inactive": {k: int(v) for k, v in inactive.items()},
-            "flagged": int(decisions["flags"].notna().sum()),
-            "flags": {k: int(v) for k, v in flags.items()},
-            "grades": decisions["grade"].value_counts().sort_index().to_dict(),
-            "credit_actions": decisions["credit_action"].value_counts().sort_index().to_dict(),
-            "tiers": decisions["tier"].value_counts().sort_index().to_dict(),
-            "notices": written,
-            "first_customer": str(cust["customer_id"].iloc[0]),
-            "last_customer": str(cust["customer_id"].iloc[-1]),
-        }
-        staged = tmp / f"{path.name}.{os.getpid()}"
-        pq.write_table(to_arrow(decisions, schema, part), staged, compression="zstd")
-        os.replace(staged, path)  # atomic: a partition is there whole or not at all
-        stats.append({**part, "resumed": False})
+        else:
+            stats.append({**_score_partition(job, i, cust, bills, pays), "resumed": False})
         bar.update(len(cust))
-        log.info(
-            "partition %d/%d: %d customers, %d scored, %d flagged, %.1f s",
-            i + 1,
-            n_parts,
-            len(cust),
-            len(decisions),
-            part["flagged"],
-            time.perf_counter() - t0,
-        )
     bar.close()
     return stats
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -369,3 +370,20 @@ def test_rows_already_in_order_are_recognised_exactly(rows):
         got = sort_order(*used)
         want = np.lexsort(tuple(reversed(used)))
         assert np.array_equal(np.arange(len(rows)) if got is None else got, want)
+
+
+def test_month_index_reads_the_string_buffer_as_the_arrow_kernels_parse_it():
+    from features.engine import _month_index, _month_index_of_buffer
+
+    periods = pd.Series(["2023-01", "1999-12", "2024-10", "2026-02"] * 3)
+    fast = _month_index(periods)
+    assert fast.tolist() == [2023 * 12, 1999 * 12 + 11, 2024 * 12 + 9, 2026 * 12 + 1] * 3
+    sliced = pa.array(periods.tolist(), pa.string()).slice(5, 6)  # an offset into the buffer
+    assert _month_index_of_buffer(sliced).tolist() == fast[5:11].tolist()
+    # anything that is not DDDD-DD (other lengths, a letter, another separator) takes the
+    # string kernels, which read the same months where they can
+    for odd in (["2024-1", "2024-12"], ["2024/03", "2024-04"], ["20a4-03"], ["2024-03 "]):
+        assert _month_index_of_buffer(pa.array(odd, pa.string())) is None, odd
+    assert _month_index(pd.Series(["2024-12", "2024-1"])).tolist() == [24299, 24288]
+    with pytest.raises(pa.ArrowInvalid):
+        _month_index(pd.Series(["20a4-03"]))

@@ -13,6 +13,9 @@ from models.arrears import ArrearsModel, BoosterParams, FeatureMismatchError, in
 from models.split import random_split
 from tests.conftest import COSTS, PARAMS, THREADS
 
+# One worker for the module: its tests share the fitted model of the module fixture `fitted`.
+pytestmark = pytest.mark.xdist_group("arrears_model")
+
 
 @pytest.fixture(scope="module")
 def table(small_base):

@@ -23,6 +23,8 @@ from pipelines.cli import app
 from tests.conftest import PARAMS, PROJECT, example
 
 runner = CliRunner()
+# One worker for the module: its tests share the trained model of the module fixture `byo`.
+pytestmark = pytest.mark.xdist_group("byo_table")
 CATEGORICAL = ["Home", "Marital", "Records", "Job", "branch"]
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipelines import monitor
-from tests.conftest import default_params
+from tests.conftest import default_params, shared
 
 
 def _paths(root, segments, tmp_path, features=None):
@@ -25,12 +25,16 @@ def _paths(root, segments, tmp_path, features=None):
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def monitored(default_run, segmented, tmp_path_factory):
+    """The monitor on the default run, built once for every worker (``shared``)."""
     root, _, _ = default_run
-    out = tmp_path_factory.mktemp("monitor")
     p = default_params().override("monitor", runs=4, bootstrap=20)
-    summary = monitor.run(p, _paths(root, segmented[0] / "model", out))
+    out, summary = shared(
+        tmp_path_factory,
+        "monitored",
+        lambda out: monitor.run(p, _paths(root, segmented[0] / "model", out)),
+    )
     return out, summary, p
 
 

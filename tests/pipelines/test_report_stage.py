@@ -6,40 +6,45 @@ import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from pipelines import monitor, report
-from tests.conftest import PROJECT, default_params
+from tests.conftest import PROJECT, default_params, shared
 
 SECTIONS = ("made", "validation", "label", "performance", "grades", "figures", "shap",
             "pyramid", "stability", "fairness", "decisions", "limits")  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pages(default_run, segmented, explained, tmp_path_factory):
     """The report of the default run: the committed metrics, the fixtures' figures and a
-    two-run monitor."""
+    two-run monitor; built once for every worker (``shared``)."""
     root, _, _ = default_run
-    work = tmp_path_factory.mktemp("report")
-    shutil.copytree(PROJECT / "metrics", work / "metrics")
-    reports = work / "reports"
-    shutil.copytree(root / "reports", reports / "arrears")
-    shutil.copytree(segmented[0] / "reports", reports / "segments")
-    shutil.copytree(explained[0] / "reports", reports / "explanations")
-    f = root / "features"
     p = default_params().override("monitor", runs=2, bootstrap=10)
-    monitor.run(
-        p,
-        monitor.Paths(f / "features.parquet", f / "labels.parquet", f / "ledger.parquet",
-                      root / "model", segmented[0] / "model", reports / "monitor",
-                      work / "metrics" / "monitor.json"),
-    )  # fmt: skip
-    (work / "metrics" / report.HEADLINE).write_text('{"stale": 1}')  # never read back
-    paths = report.Paths(
-        work / "metrics", reports, PROJECT / "dvc.lock", work / "out", work / "headline.json"
-    )
-    return report.run(p, paths), work
+
+    def build(work):
+        shutil.copytree(PROJECT / "metrics", work / "metrics")
+        reports = work / "reports"
+        shutil.copytree(root / "reports", reports / "arrears")
+        shutil.copytree(segmented[0] / "reports", reports / "segments")
+        shutil.copytree(explained[0] / "reports", reports / "explanations")
+        f = root / "features"
+        monitor.run(
+            p,
+            monitor.Paths(f / "features.parquet", f / "labels.parquet", f / "ledger.parquet",
+                          root / "model", segmented[0] / "model", reports / "monitor",
+                          work / "metrics" / "monitor.json"),
+        )  # fmt: skip
+        (work / "metrics" / report.HEADLINE).write_text('{"stale": 1}')  # never read back
+        paths = report.Paths(
+            work / "metrics", reports, PROJECT / "dvc.lock", work / "out", work / "headline.json"
+        )
+        return [str(page) for page in report.run(p, paths)]
+
+    work, written = shared(tmp_path_factory, "report_pages", build)
+    return [Path(page) for page in written], work
 
 
 def test_every_section_and_figure_is_in_the_page_and_nothing_is_fetched(pages):
