@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install browser plots-offline repro test lint bench clean help
+.PHONY: install browser plots-offline repro test lint bench bench-fasttreeshap clean help
 
 help:
 	@echo "make repro  - create .venv, install pinned dependencies, run the DVC pipeline (dvc repro)"
@@ -55,5 +55,15 @@ bench: install
 	$(BIN)/python benchmarks/bench_generator.py --customers 1000000 --months 36
 	$(BIN)/python benchmarks/features.py --customers 1000000 --months 36
 
+# FastTreeSHAP measured against LightGBM's own TreeSHAP (issue 17; docs/benchmarks.md): it is
+# no dependency of the project, so it gets a venv of its own.
+FTS := .bench/fasttreeshap-venv
+bench-fasttreeshap: install
+	@test -x $(FTS)/bin/python || { $(PYTHON) -m venv $(FTS) && $(FTS)/bin/pip install --quiet \
+	  fasttreeshap-fixed==0.1.5 slicer numba cloudpickle tqdm psutil pyarrow \
+	  $$(grep -iE '^(lightgbm|numpy|pandas)==' requirements.lock); }
+	$(BIN)/python benchmarks/fasttreeshap.py --dump
+	$(FTS)/bin/python benchmarks/fasttreeshap.py --measure
+
 clean:
-	rm -rf $(VENV) data artifacts reports mlflow.db mlartifacts .pytest_cache
+	rm -rf $(VENV) data artifacts reports mlflow.db mlartifacts .pytest_cache .bench
