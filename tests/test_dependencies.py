@@ -157,8 +157,23 @@ def test_pyproject_declares_what_the_code_imports_and_nothing_more():
     assert used - core == set(), f"imported but not declared: {sorted(used - core)}"
     assert core - used - {"dvc"} == set(), f"declared, never imported: {sorted(core - used)}"
     assert _distributions(_imports(PROJECT / "pipelines" / "spark.py"), everything) - core == spark
-    extra = _distributions(_imported(("tests", "benchmarks", "examples")), everything)
+    extra = _distributions(
+        _imported(("tests", "benchmarks", "examples"), exclude=(OWN_VENV,)), everything
+    )
     extra -= core | spark
     assert extra <= dev, f"tests, benchmarks or examples import undeclared {sorted(extra - dev)}"
     unused = dev - extra - {"pytest-xdist", "ruff", "ipykernel"}  # plugins and tools, not imports
     assert not unused, f"dev extras never imported: {sorted(unused)}"
+
+
+#: A benchmark of a library that is no dependency of the project: it runs in a venv of its
+#: own, which the Makefile's bench-fasttreeshap target makes.
+OWN_VENV = "benchmarks/fasttreeshap.py"
+
+
+def test_the_fasttreeshap_venv_installs_what_its_benchmark_imports():
+    recipe = (PROJECT / "Makefile").read_text().split("bench-fasttreeshap:")[1].split("\n\n")[0]
+    names = {n.split(".")[0] for n in _imports(PROJECT / OWN_VENV)}
+    third_party = names - set(sys.stdlib_module_names) - set(PACKAGES)
+    assert third_party == {"fasttreeshap_fixed", "lightgbm", "numpy", "pandas"}
+    assert "fasttreeshap-fixed==" in recipe and "lightgbm|numpy|pandas" in recipe
