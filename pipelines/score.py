@@ -264,7 +264,7 @@ def _done(path: Path) -> dict | None:
     try:
         meta = pq.read_metadata(path)
         stats = json.loads(meta.metadata[PART_KEY])
-        pages = pq.read_metadata(path.parent / notices.FOLDER / path.name).num_rows
+        pages = pq.read_metadata(notices.table_path(path.parent, stats["partition"])).num_rows
     except (OSError, KeyError, TypeError, ValueError, pa.ArrowInvalid):
         return None
     whole = pages == len(LANGUAGES) * stats.get("notices", 0)
@@ -322,7 +322,8 @@ def _score_base(validated, out, params, model, quarantine, overwrite, progress) 
         _prepare_out(target, manifest)
 
         def redo_all() -> None:  # partitions made before the disorder showed may lack rows
-            for part in [*target.glob("part-*.parquet"), *target.glob("notices/part-*.parquet")]:
+            notice_tables = target.glob(f"{notices.FOLDER}/part-*.parquet")
+            for part in [*target.glob("part-*.parquet"), *notice_tables]:
                 part.unlink()
 
         stats = streaming.in_customer_order(
