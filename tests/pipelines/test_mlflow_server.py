@@ -24,7 +24,8 @@ from tests.conftest import PARAMS
 
 runner = CliRunner()
 # A group of its own: the server waits on its socket, and another worker fills that time.
-pytestmark = pytest.mark.xdist_group("mlflow_server")
+# Slow: handed out first (conftest), so its half a minute is not the suite's last.
+pytestmark = [pytest.mark.xdist_group("mlflow_server"), pytest.mark.slow]
 
 
 def _free_port() -> int:

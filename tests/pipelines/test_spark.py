@@ -27,6 +27,7 @@ def spark():
     s.stop()
 
 
+@pytest.mark.slow  # a JVM and the scored fixture: handed out first (conftest), not left last
 def test_spark_scores_equal_the_single_machine_scores(
     spark, small_base, default_run, segmented, scored, params, tmp_path, monkeypatch
 ):
