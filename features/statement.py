@@ -144,19 +144,30 @@ def _worst_dpd(
     are the same) against the money paid by ``day``: what :func:`statement` computes there,
     without rebuilding it for each month end.
     """
+    # customers as integer codes once (the loop below looks them up 2 x months times)
+    codes, ids = pd.factorize(st[KEY])
     cum = st.groupby(KEY)["amount"].cumsum().to_numpy()
-    amount, due = st["amount"].to_numpy(), st["due_date"]
+    amount = st["amount"].to_numpy()
+    due = st["due_date"].to_numpy("datetime64[ns]")
+    issued = st["issued_on"].to_numpy("datetime64[ns]")
     p = payments.loc[payments["paid_on"] <= as_of, [KEY, "paid_on", "amount"]]
     daily = p.groupby([KEY, "paid_on"], as_index=False)["amount"].sum()
-    worst = []
+    who = ids.get_indexer(daily[KEY])  # -1: payments of a customer with no bill here
+    daily, who = daily[who >= 0], who[who >= 0]
+    paid_on = daily["paid_on"].to_numpy("datetime64[ns]")
+    worst = np.full(len(ids), -1, dtype=np.int64)  # -1: never past due at a month end
     for k in range(months):
         day = as_of + pd.offsets.MonthEnd(-k) if k else as_of
-        paid = daily[daily["paid_on"] <= day].groupby(KEY)["amount"].sum()
-        total = paid.reindex(st[KEY]).fillna(0.0).to_numpy()
-        owed = np.minimum(cum - total, amount)  # as statement(): unpaid at day
-        late = (st["issued_on"] <= day).to_numpy() & (owed > TOL) & (due < day).to_numpy()
-        worst.append((day - due[late]).dt.days.groupby(st[KEY][late]).max())
-    return pd.concat(worst, axis=1).max(axis=1).astype(float)
+        by = paid_on <= np.datetime64(day)
+        paid = daily.loc[by, "amount"].groupby(who[by]).sum()  # pandas' sum, as before
+        per_customer = np.zeros(len(ids))
+        per_customer[paid.index.to_numpy()] = paid.to_numpy()
+        owed = np.minimum(cum - per_customer[codes], amount)  # as statement(): unpaid at day
+        late = (issued <= np.datetime64(day)) & (owed > TOL) & (due < np.datetime64(day))
+        days = (np.datetime64(day) - due[late]).astype("timedelta64[D]").astype(np.int64)
+        np.maximum.at(worst, codes[late], days)
+    seen = worst >= 0
+    return pd.Series(worst[seen].astype(float), index=pd.Index(ids[seen], name=KEY))
 
 
 def facts(

@@ -17,6 +17,7 @@ most, under three rules that make them fit for a notice to the customer:
 
 from __future__ import annotations
 
+import functools
 import string
 from dataclasses import dataclass
 
@@ -320,6 +321,26 @@ def _settle(value: object) -> object:
     return value
 
 
+@functools.cache
+def _positional(template: str) -> str:
+    """``template`` with its named fields numbered in the order :func:`_fields` lists them
+    ("{a:.1f} of {b}" -> "{0:.1f} of {1}"): the same text, filled from a tuple per row
+    instead of a dict per row."""
+    parts, k = [], 0
+    for literal, name, spec, conversion in _FORMATTER.parse(template):
+        parts.append(literal.replace("{", "{{").replace("}", "}}"))
+        if not name:  # the text's end (None); "{}" is no field _fields lists
+            if name == "":
+                raise ValueError(f"reason template {template!r}: a field without a name")
+            continue
+        if "{" in (spec or "") or not name.isidentifier():
+            raise ValueError(f"reason template {template!r}: field {name!r} must be plain")
+        conv = f"!{conversion}" if conversion else ""
+        parts.append(f"{{{k}{conv}{':' + spec if spec else ''}}}")
+        k += 1
+    return "".join(parts)
+
+
 def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
     """The template filled with each row's values (numbers settled to :data:`SAID_DECIMALS`
     first); ``None`` where a value is missing."""
@@ -329,17 +350,18 @@ def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
     columns = []
     for name in names:
         if name in _DERIVED:
-            columns.append(list(_DERIVED[name](rows)))
+            column = list(_DERIVED[name](rows))
         elif name in rows:
-            columns.append(rows[name].tolist())
+            column = rows[name].tolist()
         else:
             return [None] * len(rows)
+        columns.append([_settle(v) for v in column])  # a column at a time: no dict per row
+    fill = _positional(template).format
     out: list[str | None] = []
     for values in zip(*columns, strict=True):
         try:
-            said = {n: _settle(v) for n, v in zip(names, values, strict=True)}
-            out.append(template.format(**said))
-        except (ValueError, KeyError, TypeError):  # a value missing or not a number
+            out.append(fill(*values))
+        except (ValueError, KeyError, TypeError, IndexError):  # a value missing or not a number
             out.append(None)
     return out
 

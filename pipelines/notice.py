@@ -65,6 +65,15 @@ def _write_table(pages: dict[str, dict[str, str]], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def records_of(
+    decisions: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The bills and payments of the customers ``decisions`` asks for security: all that
+    :func:`notices_for` reads of them."""
+    ids = decisions.loc[decisions["credit_action"].isin(ADVERSE), "customer_id"].unique()
+    return bills[bills["customer_id"].isin(ids)], payments[payments["customer_id"].isin(ids)]
+
+
 def notices_for(
     decisions: pd.DataFrame,
     bills: pd.DataFrame,

@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -455,10 +456,8 @@ class _Job:
     n_parts: int
 
 
-def _score_partition(job: _Job, i: int, cust, bills, pays) -> dict:
-    """Partition ``i``: features, the whole decision, its notices, written atomically into
-    ``out`` (``out/_tmp`` first). Returns its counts (also in the file's footer)."""
-    t0 = time.perf_counter()
+def _decide_partition(job: _Job, i: int, cust, bills, pays) -> tuple:
+    """Partition ``i``'s features and whole decision: ``(decisions, inactive counts)``."""
     model = job.model
     snaps = Snapshots((job.day,))
     feats, why = features_and_inactive(prepare(cust, bills, pays), snaps, job.costs, job.grace)
@@ -466,13 +465,24 @@ def _score_partition(job: _Job, i: int, cust, bills, pays) -> dict:
     feats = pd.concat([feats, gaps_at(job.gaps, feats)], axis=1)  # incomplete ledgers
     inactive = why["reason"].value_counts().to_dict()
     decisions = model.decide(feats) if len(feats) else pd.DataFrame(columns=model.columns())
+    return decisions, inactive
+
+
+def _finish_partition(job: _Job, i: int, span: tuple, records: tuple, decided: tuple, t0) -> dict:
+    """Partition ``i``'s notices, checked against its records (``records``: the bills and
+    payments of the customers asked for security, ``notice.records_of``), then its file,
+    written atomically into ``out`` (``out/_tmp`` first). ``span``: the partition's number
+    of customers, its first and last customer id. Returns its counts (also in the footer)."""
+    decisions, inactive = decided
+    bills, pays = records
+    model = job.model
     decisions, written = notices.check_and_write(
         decisions, bills, pays, job.out, job.params, model.config.top_n, i
     )
     flags = decisions["flags"].dropna().str.split(";").explode().value_counts().to_dict()
     part = {
         "partition": i,
-        "customers": len(cust),
+        "customers": span[0],
         "active": len(decisions),
         "inactive": {k: int(v) for k, v in inactive.items()},
         "flagged": int(decisions["flags"].notna().sum()),
@@ -481,8 +491,8 @@ def _score_partition(job: _Job, i: int, cust, bills, pays) -> dict:
         "credit_actions": decisions["credit_action"].value_counts().sort_index().to_dict(),
         "tiers": decisions["tier"].value_counts().sort_index().to_dict(),
         "notices": written,
-        "first_customer": str(cust["customer_id"].iloc[0]),
-        "last_customer": str(cust["customer_id"].iloc[-1]),
+        "first_customer": span[1],
+        "last_customer": span[2],
     }
     path = job.out / f"part-{i:05d}.parquet"
     staged = job.out / "_tmp" / f"{path.name}.{os.getpid()}"
@@ -492,7 +502,7 @@ def _score_partition(job: _Job, i: int, cust, bills, pays) -> dict:
         "partition %d/%d: %d customers, %d scored, %d flagged, %.1f s",
         i + 1,
         job.n_parts,
-        len(cust),
+        span[0],
         len(decisions),
         part["flagged"],
         time.perf_counter() - t0,
@@ -503,20 +513,51 @@ def _score_partition(job: _Job, i: int, cust, bills, pays) -> dict:
 def _run(
     n_customers, inputs, size, day, costs, grace, gaps, model, out, progress, params
 ) -> list[dict]:
-    """Every partition not already whole in ``out``, in customer order."""
+    """Every partition not already whole in ``out``, in customer order.
+
+    Two partitions overlap: while one thread checks partition i's notices against its
+    records and writes it (pandas and Python, holding the GIL most of the time), the main
+    thread decides partition i + 1 (LightGBM's TreeSHAP and Parquet, which release it): on
+    2 cores the second core is otherwise idle in the notices' part (docs/benchmarks.md). At
+    most one partition is being finished at a time, and partitions are finished and written
+    in order, each atomically as before: a run killed at any moment leaves whole partitions
+    only, and the output is the serial run's, byte for byte.
+    """
     (out / "_tmp").mkdir(exist_ok=True)
     n_parts = -(-n_customers // size)
     job = _Job(day, costs, grace, gaps, model, out, params, n_parts)
-    stats = []
+    stats: list[dict] = []
     bar = tqdm(total=n_customers, desc="score", unit="customer", disable=progress is False)
-    for i, (cust, bills, pays) in enumerate(streaming.chunks(inputs, size)):
-        done = _done(out / f"part-{i:05d}.parquet")
-        if done is not None:
-            stats.append({**done, "resumed": True})
-            log.info("partition %d/%d: already complete, skipped", i + 1, n_parts)
-        else:
-            stats.append({**_score_partition(job, i, cust, bills, pays), "resumed": False})
-        bar.update(len(cust))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridscore-finish") as finisher:
+        pending: tuple[Future, int] | None = None
+
+        def settle() -> None:  # the partition being finished: its counts, in order
+            nonlocal pending
+            if pending is not None:
+                future, n = pending
+                pending = None
+                stats.append({**future.result(), "resumed": False})
+                bar.update(n)
+
+        for i, (cust, bills, pays) in enumerate(streaming.chunks(inputs, size)):
+            done = _done(out / f"part-{i:05d}.parquet")
+            if done is not None:
+                settle()
+                stats.append({**done, "resumed": True})
+                log.info("partition %d/%d: already complete, skipped", i + 1, n_parts)
+                bar.update(len(cust))
+                continue
+            t0 = time.perf_counter()
+            decided = _decide_partition(job, i, cust, bills, pays)
+            # the finisher holds only what it needs: not the partition's whole ledger
+            records = notices.records_of(decided[0], bills, pays)
+            ids = cust["customer_id"]
+            span = (len(cust), str(ids.iloc[0]), str(ids.iloc[-1]))
+            del bills, pays
+            settle()  # partition i - 1 written (or its error raised) before i is finished
+            future = finisher.submit(_finish_partition, job, i, span, records, decided, t0)
+            pending = (future, len(cust))
+        settle()
     bar.close()
     return stats
 

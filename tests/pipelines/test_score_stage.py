@@ -203,6 +203,45 @@ def test_partition_size_does_not_change_the_output(base_slice, tmp_path, params)
     )
 
 
+def test_a_failure_while_a_partition_is_finished_stops_the_run_with_whole_partitions_only(
+    base_slice, tmp_path, params, monkeypatch
+):
+    """Partition i's notices and file are made in a thread while i + 1 is decided: an error
+    there is the run's error (not lost in the thread), the partitions before it are whole,
+    nothing of it or after it is on disk, and the next run resumes to the serial output."""
+    validated, quarantine, model, want = base_slice
+    p = params.override("score", partition_customers=350, as_of=AS_OF)
+    real, decided = notice_stage.check_and_write, []
+
+    def fail_on_third(decisions, bills, pays, out, prm, top_n, partition):
+        if partition == 2:
+            raise OSError(28, "No space left on device")
+        return real(decisions, bills, pays, out, prm, top_n, partition)
+
+    def counted(*args):
+        decided.append(args[1])
+        return real_decide(*args)
+
+    real_decide = score._decide_partition
+    monkeypatch.setattr(notice_stage, "check_and_write", fail_on_third)
+    monkeypatch.setattr(score, "_decide_partition", counted)
+    with pytest.raises(OSError, match="No space left"):
+        score.score_base(validated, tmp_path / "out", p, model, quarantine, progress=False)
+    on_disk = sorted(f.name for f in (tmp_path / "out").glob("part-*.parquet"))
+    assert on_disk == ["part-00000.parquet", "part-00001.parquet"]
+    assert sorted(f.name for f in (tmp_path / "out" / "notices").glob("*.parquet")) == on_disk
+    assert not (tmp_path / "out" / score.SUCCESS).exists()
+    assert decided == [0, 1, 2, 3]  # partition 3 was decided while 2 was being finished
+    monkeypatch.setattr(notice_stage, "check_and_write", real)
+    rec = score.score_base(validated, tmp_path / "out", p, model, quarantine, progress=False)
+    assert rec["partitions"] == 4 and rec["partitions_resumed"] == 2 and rec["balanced"]
+    got = score.read_scores(tmp_path / "out")
+    pd.testing.assert_frame_equal(
+        got.sort_values("customer_id", ignore_index=True),
+        want.sort_values("customer_id", ignore_index=True),
+    )
+
+
 def test_an_as_of_outside_the_data_is_refused_with_its_range(base_slice, tmp_path, params):
     validated, quarantine, model, _ = base_slice
     for day, words in (
