@@ -279,7 +279,10 @@ class DecisionModel:
             overdue = np.nan_to_num(_number(feats, "overdue_arrears"), nan=0.0)
             need = needs_reasons(out["credit_action"], tier, overdue, c.account_manager_tiers)
         rows = np.flatnonzero(need)
-        why = reasons_of(self.arrears, feats.iloc[rows], c.top_n, c.min_contribution, c.currency)
+        margin = keys["raw_score"].to_numpy()[rows]  # predicted once, in score_rows
+        why = reasons_of(
+            self.arrears, feats.iloc[rows], c.top_n, c.min_contribution, c.currency, margin
+        )
         context = np.full(len(out), None, dtype=object)
         context[rows] = officer_context(why.grouped, c.min_contribution)
         out["officer_context"] = pd.array(context, dtype="str")

@@ -33,12 +33,13 @@ def contributions(model: ArrearsModel, X: pd.DataFrame) -> tuple[pd.DataFrame, n
     return contrib, base
 
 
-def _checked_contributions(model: ArrearsModel, X: pd.DataFrame):
-    """Contributions, base values, the booster's raw scores and the largest additivity gap."""
+def _checked_contributions(model: ArrearsModel, X: pd.DataFrame, margin: np.ndarray | None = None):
+    """Contributions, base values, the booster's raw scores (``margin``: already predicted
+    for these rows) and the largest additivity gap."""
     raw = model.booster_.predict(X, num_iteration=model.best_iteration_, pred_contrib=True)
     contrib = pd.DataFrame(raw[:, :-1], columns=list(X.columns), index=X.index)
     base = raw[:, -1]
-    margin = model.predict_margin(X)
+    margin = model.predict_margin(X) if margin is None else np.asarray(margin, float)
     gap = float(np.abs(contrib.sum(axis=1).to_numpy() + base - margin).max(initial=0.0))
     if not gap < ADDITIVITY_TOLERANCE:
         raise RuntimeError(f"SHAP additivity broken by {gap} (tolerance {ADDITIVITY_TOLERANCE})")
@@ -77,7 +78,7 @@ def score_rows(
     """
     rows = rows.reset_index(drop=True)
     X = to_matrix(rows, model.spec_)
-    pd_ = model.predict_proba(X)
+    margin, pd_ = model.predict_scores(X)
     exposure, el = expected_loss(
         pd_,
         _column(rows, "balance"),
@@ -89,7 +90,7 @@ def score_rows(
         {
             "customer_id": rows["customer_id"].astype(str),
             "as_of": rows["as_of"].astype("datetime64[us]"),
-            "raw_score": model.predict_margin(X),
+            "raw_score": margin,
             "pd": pd_,
             "grade": assign_grades(pd_, grade_names, grade_upper_pd).astype(str),
             "exposure": exposure,
@@ -117,14 +118,16 @@ def reasons_of(
     top_n: int,
     min_contribution: float,
     currency: str = "CNY",
+    margin: np.ndarray | None = None,
 ) -> Reasons:
-    """Exact TreeSHAP contributions of feature rows and their top reasons."""
+    """Exact TreeSHAP contributions of feature rows and their top reasons (``margin``: the
+    rows' raw scores if already predicted, for the additivity check)."""
     rows = rows.reset_index(drop=True)
     X = to_matrix(rows, model.spec_)
     if len(X) == 0:  # LightGBM refuses an empty matrix
         contrib, base, gap = pd.DataFrame(columns=list(X.columns), dtype=float), np.zeros(0), 0.0
     else:
-        contrib, base, _, gap = _checked_contributions(model, X)
+        contrib, base, _, gap = _checked_contributions(model, X, margin)
     grouped = group_by_cause(contrib)
     reasons = top_reasons(grouped, rows, top_n, min_contribution, currency)
     return Reasons(contrib, base, grouped, reasons, gap)

@@ -42,11 +42,11 @@ def predict(
     """
     table = table.reset_index(drop=True)
     X = to_matrix(table, model.spec_)
-    pd_ = model.predict_proba(X)
+    margin, pd_ = model.predict_scores(X)
     out = table[[c for c in ID_COLUMNS if c in table.columns]].copy()
     out["pd"] = pd_
     out["grade"] = assign_grades(pd_, grade_names, grade_upper_pd).astype(str)
-    out["raw_score"] = model.predict_margin(X)
+    out["raw_score"] = margin
     if reasons > 0:
         contrib, _ = contributions(model, X)
         out = pd.concat([out, _top_features(contrib, table, reasons, min_contribution)], axis=1)

@@ -90,6 +90,22 @@ def test_saved_model_predicts_the_same_after_loading(table, fitted, tmp_path):
     assert (tmp_path / "m" / "model.txt").read_text().startswith("tree")
 
 
+def test_one_pass_scores_equal_the_two_predictions_bit_for_bit(fitted, tmp_path, monkeypatch):
+    model, X = fitted
+    model.save(tmp_path / "m")
+    for m in (model, ArrearsModel.load(tmp_path / "m")):  # fitted, and as a stage loads it
+        want = (m.predict_margin(X), m.predict_proba(X))
+
+        def twice(_):
+            raise AssertionError("predict_scores predicted the probability a second time")
+
+        monkeypatch.setattr(m, "predict_raw", twice)
+        margin, pd_ = m.predict_scores(X)
+        np.testing.assert_array_equal(margin, want[0])
+        np.testing.assert_array_equal(pd_, want[1])
+        monkeypatch.undo()
+
+
 def test_missing_feature_and_wrong_type_are_errors_and_new_categories_are_missing(table, fitted):
     model, X = fitted
     with pytest.raises(FeatureMismatchError, match="lacks the model's feature.*dpd"):
