@@ -138,7 +138,8 @@ def test_train_logs_registers_and_promotes_against_a_server(
     assert len(runs) == 1
     run = runs[0]
     assert 0.7 < run.data.metrics["test_auc"] <= 1.0
-    assert "baseline_auc" in run.data.metrics and run.data.params["num_leaves"] == "15"
+    leaves = str(yaml.safe_load(PARAMS.read_text())["train"]["num_leaves"])
+    assert "baseline_auc" in run.data.metrics and run.data.params["num_leaves"] == leaves
     v1 = client.get_model_version_by_alias("gridscore-arrears", "candidate")
     assert v1.version == "1" and v1.run_id == run.info.run_id
 
