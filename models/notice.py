@@ -11,6 +11,7 @@ the same words. :func:`render` then writes the notice as a printable HTML page.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -271,7 +272,13 @@ def tables(records: pd.DataFrame, currency: str, lang: str) -> dict[str, str]:
 
 
 def reference(customer_id: str, as_of) -> str:
-    return f"GS-{pd.Timestamp(as_of):%Y%m%d}-{customer_id}"
+    return f"GS-{_day(as_of, '%Y%m%d')}-{customer_id}"
+
+
+@functools.lru_cache(maxsize=64)
+def _day(as_of, fmt: str) -> str:
+    """``as_of`` formatted (one as_of for a whole run's notices: parsed once, not per page)."""
+    return pd.Timestamp(as_of).strftime(fmt)
 
 
 def render(
@@ -294,7 +301,7 @@ def render(
         raise ValueError(f"lang must be one of {sorted(TEXT)}, not {lang!r}")
     t = TEXT[lang]
     action = decision["credit_action"]
-    as_of = pd.Timestamp(decision["as_of"]).strftime("%Y-%m-%d")
+    as_of = _day(decision["as_of"], "%Y-%m-%d")
     money = lambda v: _money(v, currency, lang)  # noqa: E731
     ref = reference(decision["customer_id"], decision["as_of"])
     parts = [
