@@ -299,7 +299,8 @@ def _oldest_due(rows: pd.DataFrame) -> list[str | None]:
     if "as_of" not in rows:
         return [None] * len(rows)
     day = pd.to_datetime(rows["as_of"]) - pd.to_timedelta(_num(rows, "dpd"), unit="D")
-    return [None if pd.isna(d) else d.strftime("%Y-%m-%d") for d in day]
+    text = pd.Series(day).dt.strftime("%Y-%m-%d")  # a column at a time, not per Timestamp
+    return [None if pd.isna(t) else t for t in text.tolist()]
 
 
 _DERIVED = {
