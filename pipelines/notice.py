@@ -119,9 +119,14 @@ def notices_for(
     by_id = found.set_index("customer_id")
     bill = by_id["amount_mean_12m"].fillna(by_id["amount_mean_3m"])
     pages: dict[str, dict[str, str]] = {}
-    for row in ok.to_dict("records"):
+    # only what a page says: a dict per row of every decision column was a quarter of the time
+    said = ["customer_id", "as_of", "grade", "credit_action", "security_amount"]
+    said += [f"reason_{k}_{part}" for k in range(1, top_n + 1) for part in ("code", *LANGUAGES)]
+    page_rows = ok[[c for c in said if c in ok]].assign(
+        monthly_bill=bill.reindex(ok["customer_id"]).to_numpy(dtype=float)
+    )
+    for row in page_rows.to_dict("records"):
         cid = row["customer_id"]
-        row["monthly_bill"] = float(bill.loc[cid])
         codes = [
             (k, row[f"reason_{k}_code"])
             for k in range(1, top_n + 1)
