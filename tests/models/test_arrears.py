@@ -71,15 +71,13 @@ def test_every_constrained_feature_is_monotone(table, fitted):
     for name, direction in model.spec_.monotone.items():
         values = X[name].dropna()
         grid = np.unique(np.quantile(values, np.linspace(0, 1, 15))) if len(values) else []
-        previous = None
-        for v in grid:
-            score = model.predict_margin(sample.assign(**{name: v}))
-            if previous is not None:
-                assert (direction * (score - previous) >= -1e-12).all(), name
-            previous = score
-        calibrated = [model.predict_proba(sample.assign(**{name: v})) for v in grid]
-        for lo, hi in zip(calibrated, calibrated[1:], strict=False):
-            assert (direction * (hi - lo) >= -1e-12).all(), name
+        if len(grid) < 2:
+            continue
+        # every grid value for the same 200 rows, predicted at once: (grid point, row)
+        stacked = pd.concat([sample.assign(**{name: v}) for v in grid], ignore_index=True)
+        for scores in (model.predict_margin(stacked), model.predict_proba(stacked)):
+            steps = np.diff(scores.reshape(len(grid), len(sample)), axis=0)
+            assert (direction * steps >= -1e-12).all(), name
 
 
 def test_saved_model_predicts_the_same_after_loading(table, fitted, tmp_path):
