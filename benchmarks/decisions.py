@@ -42,6 +42,15 @@ def main() -> None:
     ap.add_argument("--features", type=Path, default=PROJECT / "data" / "features")
     ap.add_argument("--snapshots", type=int, default=3)
     args = ap.parse_args()
+    for spec in args.models:
+        if spec.count(",") != 1:
+            ap.error(f"{spec!r}: give each model as ARREARS_DIR,SEGMENTS_DIR")
+        for folder in spec.split(","):
+            if not Path(folder).is_dir():
+                ap.error(f"{folder}: no such folder (run `dvc repro`, or `dvc get` an old model)")
+    for name in ("features.parquet", "labels.parquet"):
+        if not (args.features / name).exists():
+            ap.error(f"{args.features / name}: missing (run `dvc repro features`)")
     params = load_params(PROJECT / "params.yaml").without_tracking()
     feats = pd.read_parquet(args.features / "features.parquet")
     labels = pd.read_parquet(
