@@ -29,13 +29,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 
 def main() -> None:
-    import numpy as np
-    import pandas as pd
     from sklearn.metrics import roc_auc_score
 
+    from models.metrics import grade_table, rates_rise
     from models.policy import ADVERSE, NONE
     from pipelines import decision
     from pipelines.config import load_params
+    from pipelines.train import load_table
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("models", nargs="+", help="ARREARS_DIR,SEGMENTS_DIR of each model")
@@ -52,25 +52,22 @@ def main() -> None:
         if not (args.features / name).exists():
             ap.error(f"{args.features / name}: missing (run `dvc repro features`)")
     params = load_params(PROJECT / "params.yaml").without_tracking()
-    feats = pd.read_parquet(args.features / "features.parquet")
-    labels = pd.read_parquet(
-        args.features / "labels.parquet", columns=[*KEYS, "in_arrears", "quarantined_rows"]
-    )
-    # as in training and evaluation: a label is only as good as a complete ledger
-    labels = labels[labels.pop("quarantined_rows").fillna(0) == 0]
-    rows = feats.merge(labels, on=list(KEYS))
-    rows = rows[rows["in_arrears"].notna()]
+    target = params.train.target
+    # the train and evaluate stages' rows: labelled, incomplete ledgers left out
+    rows = load_table(args.features / "features.parquet", args.features / "labels.parquet", target)
     days = sorted(rows["as_of"].unique())[-args.snapshots :]
     rows = rows[rows["as_of"].isin(days)].reset_index(drop=True)
-    y = rows.pop("in_arrears").astype(int).to_numpy()
+    y = rows.pop(target).to_numpy()
     print(
         f"{len(rows):,} labelled rows at {', '.join(str(d)[:10] for d in days)}; "
         f"{y.sum():,} fell into arrears ({y.mean():.2%})"
     )
+    names = params.grades.names
     for spec in args.models:
         arrears, segments = spec.split(",")
-        model = decision.load(arrears, segments, params, Path(tempfile.mkdtemp())).model
-        d = model.decide(rows)
+        with tempfile.TemporaryDirectory() as work:
+            model = decision.load(arrears, segments, params, Path(work)).model
+            d = model.decide(rows)
         asked = d["credit_action"].isin(ADVERSE).to_numpy()
         acted = (d["credit_action"] != NONE).to_numpy()
         print(f"\n{arrears}: AUC {roc_auc_score(y, d['pd']):.4f}")
@@ -79,17 +76,12 @@ def main() -> None:
                 f"  {name}: {sel.sum():,}, of whom in arrears {y[sel].mean():.1%}; "
                 f"they hold {y[sel].sum() / y.sum():.1%} of all arrears"
             )
-        grades = pd.DataFrame({"grade": d["grade"], "bad": y})
-        table = grades.groupby("grade", sort=False)["bad"].agg(["size", "mean"])
-        table = table.reindex([g for g in params.grades.names if g in table.index])
-        rates = table["mean"].to_numpy()
+        table = grade_table(y, d["pd"].to_numpy(), d["grade"].to_numpy(), names)
         print("  grade  customers  realised rate")
-        for g, (n, rate) in table.iterrows():
-            print(f"  {g:<5} {int(n):>10,}  {rate:.2%}")
-        print(f"  rates rise grade by grade: {bool(np.all(np.diff(rates) >= 0))}")
+        for r in table[table["customers"] > 0].itertuples():
+            print(f"  {r.grade:<5} {int(r.customers):>10,}  {r.realised_rate:.2%}")
+        print(f"  rates rise grade by grade: {rates_rise(table)}")
 
-
-KEYS = ("customer_id", "as_of")
 
 if __name__ == "__main__":
     main()

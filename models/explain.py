@@ -22,14 +22,17 @@ from models.reasons import group_by_cause, top_reasons
 ADDITIVITY_TOLERANCE = 1e-6
 
 
-def contributions(model: ArrearsModel, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per-feature contributions (log-odds) and the base value of each row.
+def contributions(
+    model: ArrearsModel, X: pd.DataFrame, margin: np.ndarray | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-feature contributions (log-odds) and the base value of each row (``margin``: the
+    rows' raw scores if already predicted, for the additivity check).
 
     Raises:
         RuntimeError: additivity fails (base + contributions != raw score) beyond 1e-6: a
             fault in the model or in LightGBM, never in the customer's data.
     """
-    contrib, base, _, _ = _checked_contributions(model, X)
+    contrib, base, _, _ = _checked_contributions(model, X, margin)
     return contrib, base
 
 

@@ -48,7 +48,7 @@ def predict(
     out["grade"] = assign_grades(pd_, grade_names, grade_upper_pd).astype(str)
     out["raw_score"] = margin
     if reasons > 0:
-        contrib, _ = contributions(model, X)
+        contrib, _ = contributions(model, X, margin)
         out = pd.concat([out, _top_features(contrib, table, reasons, min_contribution)], axis=1)
     return out
 

@@ -119,7 +119,7 @@ def notices_for(
     by_id = found.set_index("customer_id")
     bill = by_id["amount_mean_12m"].fillna(by_id["amount_mean_3m"])
     pages: dict[str, dict[str, str]] = {}
-    # only what a page says: a dict per row of every decision column was a quarter of the time
+    # only the columns a page says, turned into a dict per row
     said = ["customer_id", "as_of", "grade", "credit_action", "security_amount"]
     said += [f"reason_{k}_{part}" for k in range(1, top_n + 1) for part in ("code", *LANGUAGES)]
     page_rows = ok[[c for c in said if c in ok]].assign(
