@@ -53,19 +53,28 @@ def _day(ts: pd.Timestamp) -> int:
     return int(np.datetime64(ts.date(), "D").astype(np.int64))
 
 
-def _days(values: pd.Series) -> np.ndarray:
-    """Days since 1970-01-01; ``kernel.MISSING`` for missing dates."""
+def _days(values: pd.Series | pa.ChunkedArray) -> np.ndarray:
+    """Days since 1970-01-01; ``kernel.MISSING`` for missing dates. An Arrow ``date32``
+    column (the validated Parquet type) is already days: no datetime is made."""
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        if pa.types.is_date32(values.type):
+            day = pc.cast(pc.cast(values, pa.int32()), pa.int64())
+            return pc.fill_null(day, kernel.MISSING).to_numpy()
+        values = pd.Series(values.to_pandas(date_as_object=False))
     arr = values.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
     out = arr.astype(np.int64)
     out[np.isnat(arr)] = kernel.MISSING
     return out
 
 
-def _month_index(period: pd.Series) -> np.ndarray:
+def month_index(period: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
     """``YYYY-MM`` to months since year 0. Validated periods are 7 ASCII characters each: read
     straight from the Arrow string buffer as digits (no string is made); anything else goes
     through Arrow's string kernels (pandas' parse goes via objects)."""
-    text = pa.array(period.astype("str"), pa.string())
+    if isinstance(period, pa.Array | pa.ChunkedArray):
+        text = period.cast(pa.string())
+    else:
+        text = pa.array(period.astype("str"), pa.string())
     fast = _month_index_of_buffer(text)
     if fast is not None:
         return fast
@@ -75,7 +84,7 @@ def _month_index(period: pd.Series) -> np.ndarray:
 
 
 def _month_index_of_buffer(text: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
-    """:func:`_month_index` from the bytes of ``text`` when every value is ``DDDD-DD``
+    """:func:`month_index` from the bytes of ``text`` when every value is ``DDDD-DD``
     (digits), else None."""
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
@@ -96,7 +105,7 @@ def _month_index_of_buffer(text: pa.Array | pa.ChunkedArray) -> np.ndarray | Non
     return (year * 12 + d[:, 5] * 10 + d[:, 6] - 1).astype(np.int64)
 
 
-def _month_end_table(lo: int, hi: int) -> tuple[np.ndarray, int]:
+def month_end_table(lo: int, hi: int) -> tuple[np.ndarray, int]:
     """Day of the last day of each month index in ``[lo, hi]``."""
     months = np.arange(lo, hi + 2)
     firsts = (months - 1970 * 12).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
@@ -114,22 +123,33 @@ class Chunk:
     payments: dict[str, np.ndarray]
 
 
+def _floats(values: pd.Series | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return pc.cast(values, pa.float64()).to_numpy()
+    return values.to_numpy(np.float64)
+
+
+def _strings(values: pd.Series | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values.cast(pa.string())
+    return pa.array(values.astype("str"), pa.string())
+
+
 def _group(
-    ids: pd.Series, index: pd.Index, table: str, *within: np.ndarray
+    ids: pd.Series | pa.ChunkedArray, keys: pa.Array, table: str, *within: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sort order grouping rows by customer (then by the ``within`` keys, first key first),
-    None when the rows are in that order already, and each customer's start offset."""
-    keys = pa.array(index.astype("str"), pa.string())
-    found = pc.index_in(pa.array(ids.astype("str"), pa.string()), value_set=keys)
+    None when the rows are in that order already, and each customer's start offset. One
+    hash look-up per row turns the customer ids into positions in ``keys``."""
+    found = pc.index_in(_strings(ids), value_set=keys)
     if found.null_count:
         first = int(np.flatnonzero(found.is_null().to_numpy(zero_copy_only=False))[0])
         raise ValueError(
-            f"{table}: customer_id {ids.iloc[first]!r} is not in the chunk's customers"
+            f"{table}: customer_id {_strings(ids)[first].as_py()!r} is not in the chunk's customers"
         )
     pos = found.to_numpy()
-    start = np.concatenate([[0], np.cumsum(np.bincount(pos, minlength=len(index)))]).astype(
-        np.int64
-    )
+    start = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pos, minlength=len(keys)), out=start[1:])
     return sort_order(pos, *within), start
 
 
@@ -168,36 +188,46 @@ def _in_order(*keys: np.ndarray) -> bool:
     return True
 
 
-def prepare(customers: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFrame) -> Chunk:
-    """Group a chunk's bills and payments by customer (all rows of its customers must be there)."""
+def prepare(
+    customers: pd.DataFrame,
+    bills: pd.DataFrame | pa.Table,
+    payments: pd.DataFrame | pa.Table,
+) -> Chunk:
+    """Group a chunk's bills and payments by customer (all rows of its customers must be there).
+
+    Bills and payments may be pandas frames or Arrow tables: the stages stream Arrow straight
+    from Parquet, and its columns go to the kernel's arrays with no pandas (and no Python
+    string) in between. Both give the same arrays."""
     customers = customers.reset_index(drop=True)
-    index = pd.Index(customers["customer_id"])
-    if not index.is_unique:
+    if not customers["customer_id"].is_unique:
         raise ValueError("customers: customer_id is not unique")
-    b_order, b_start = _group(bills["customer_id"], index, "bills")
+    keys = _strings(customers["customer_id"])
+    b_order, b_start = _group(bills["customer_id"], keys, "bills")
     # Payments in a total order (day, then amount), whatever the file's order: the ledger adds
     # them up in that order, so a reordered extract gives the same sums to the last bit.
-    p_order, p_start = _group(
-        payments["customer_id"],
-        index,
-        "payments",
-        _days(payments["paid_on"]),
-        payments["amount"].to_numpy(np.float64),
-    )
-    b = bills if b_order is None else bills.iloc[b_order]
-    p = payments if p_order is None else payments.iloc[p_order]
+    p_day, p_amount = _days(payments["paid_on"]), _floats(payments["amount"])
+    p_order, p_start = _group(payments["customer_id"], keys, "payments", p_day, p_amount)
+    b = {
+        "issued": _days(bills["issued_on"]),
+        "month": month_index(bills["period"]),
+        "due": _days(bills["due_date"]),
+        "amount": _floats(bills["amount"]),
+        "kwh": _floats(bills["kwh"]),
+    }
+    if b_order is not None:
+        b = {k: v[b_order] for k, v in b.items()}
+    if p_order is not None:
+        p_day, p_amount = p_day[p_order], p_amount[p_order]
+    for column in (*b.values(), p_day, p_amount):
+        # Read-only, as Arrow's are: one array type for the kernel whatever the input, so
+        # numba compiles (and caches) one variant of it, not one per input kind.
+        column.setflags(write=False)
     return Chunk(
         customers=customers,
         b_start=b_start,
-        bills={
-            "issued": _days(b["issued_on"]),
-            "month": _month_index(b["period"]),
-            "due": _days(b["due_date"]),
-            "amount": b["amount"].to_numpy(np.float64),
-            "kwh": b["kwh"].to_numpy(np.float64),
-        },
+        bills=b,
         p_start=p_start,
-        payments={"day": _days(p["paid_on"]), "amount": p["amount"].to_numpy(np.float64)},
+        payments={"day": p_day, "amount": p_amount},
     )
 
 
@@ -258,7 +288,7 @@ def features_and_inactive(
     """
     c = chunk.customers
     lo, hi = _month_range(chunk, snapshots)
-    month_end, base = _month_end_table(lo, hi)
+    month_end, base = month_end_table(lo, hi)
     cost = c["tariff_class"].map(dict(supply_cost)).to_numpy(np.float64)
     values, status = kernel.compute_features(
         chunk.b_start,
@@ -341,7 +371,7 @@ def labels_of(
 ) -> pd.DataFrame:
     """:func:`build_labels` on a prepared chunk."""
     lo, hi = _month_range(chunk, snapshots, horizon_months)
-    month_end, base = _month_end_table(lo, hi)
+    month_end, base = month_end_table(lo, hi)
     last = data_end.year * 12 + data_end.month - 1 - (0 if data_end.is_month_end else 1)
     labels = kernel.compute_labels(
         chunk.b_start,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.errors import GridscoreError, InputMissing
@@ -66,12 +67,20 @@ def _write_table(pages: dict[str, dict[str, str]], path: Path) -> None:
 
 
 def records_of(
-    decisions: pd.DataFrame, bills: pd.DataFrame, payments: pd.DataFrame
+    decisions: pd.DataFrame, bills: pa.Table, payments: pa.Table
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The bills and payments of the customers ``decisions`` asks for security: all that
-    :func:`notices_for` reads of them."""
-    ids = decisions.loc[decisions["credit_action"].isin(ADVERSE), "customer_id"].unique()
-    return bills[bills["customer_id"].isin(ids)], payments[payments["customer_id"].isin(ids)]
+    """The bills and payments (Arrow, as streamed) of the customers ``decisions`` asks for
+    security, as frames: all that :func:`notices_for` reads of them."""
+    ids = pa.array(
+        decisions.loc[decisions["credit_action"].isin(ADVERSE), "customer_id"].unique(),
+        pa.string(),
+    )
+
+    def of(table: pa.Table) -> pd.DataFrame:
+        picked = table.filter(pc.is_in(table["customer_id"], value_set=ids))
+        return picked.to_pandas(date_as_object=False)
+
+    return of(bills), of(payments)
 
 
 def notices_for(

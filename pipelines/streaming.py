@@ -181,8 +181,10 @@ def customer_chunks(path: Path, size: int) -> Iterator[pa.Table]:
         yield pa.concat_tables(buffer)
 
 
-def chunks(paths: dict[str, Path], size: int) -> Iterator[tuple[pd.DataFrame, ...]]:
-    """(customers, bills, payments) frames of ``size`` customers at a time, in customer order.
+def chunks(paths: dict[str, Path], size: int) -> Iterator[tuple[pd.DataFrame, pa.Table, pa.Table]]:
+    """(customers, bills, payments) of ``size`` customers at a time, in customer order: the
+    customers as a frame, the bills and payments as Arrow tables (``features.engine.prepare``
+    takes them as they are: tens of millions of rows never become pandas).
 
     Raises:
         NotInOrder: An input turned out not to be in customer order (sort it and retry).
@@ -190,21 +192,19 @@ def chunks(paths: dict[str, Path], size: int) -> Iterator[tuple[pd.DataFrame, ..
     streams = {n: TableStream(paths[n], COLUMNS[n]) for n in ("bills", "payments")}
     for chunk in customer_chunks(paths["customers"], size):
         last = chunk["customer_id"][-1].as_py()
-        yield (
-            to_frame(chunk),
-            to_frame(streams["bills"].until(last)),
-            to_frame(streams["payments"].until(last)),
-        )
+        yield to_frame(chunk), streams["bills"].until(last), streams["payments"].until(last)
 
 
 def first_customers(paths: dict[str, Path], customers: int) -> tuple[pd.DataFrame, ...]:
-    """(customers, bills, payments) of the first ``customers`` rows of the customers table.
+    """(customers, bills, payments) frames of the first ``customers`` rows of the customers
+    table.
 
     Tables in customer order (the validate stage writes them so) are streamed, so only their
     first row groups are read and memory does not grow with the base; otherwise the events
     are read filtered on those customers' ids (every row group scanned)."""
     try:
-        return next(chunks(paths, customers))
+        cust, bills, pays = next(chunks(paths, customers))
+        return cust, to_frame(bills), to_frame(pays)
     except (NotInOrder, StopIteration):
         pass
     first = pq.ParquetFile(paths["customers"]).iter_batches(batch_size=customers)

@@ -132,6 +132,43 @@ def test_row_order_of_the_extract_changes_no_feature_by_a_single_bit(ledger, see
     pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
+def _as_parquet_reads_it(frame: pd.DataFrame, dates: list[str]) -> pa.Table:
+    """A frame as an Arrow table with the validated Parquet types (dates as date32)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for name in dates:
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, table[name].cast(pa.date32()))
+    return table
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ledger=ledgers(), seed=st.integers(0, 2**32 - 1))
+def test_arrow_and_pandas_inputs_give_the_kernel_the_same_arrays(ledger, seed):
+    rng = np.random.default_rng(seed)
+    customers, bills, payments = ledger
+    bills, payments = (t.iloc[rng.permutation(len(t))] for t in (bills, payments))
+    want = prepare(customers, bills, payments)
+    arrow = (
+        _as_parquet_reads_it(bills, ["issued_on", "due_date"]),
+        _as_parquet_reads_it(payments, ["paid_on"]),
+    )
+    timestamps = (pa.Table.from_pandas(t, preserve_index=False) for t in (bills, payments))
+    for got in (prepare(customers, *arrow), prepare(customers, *timestamps)):
+        for name in ("b_start", "p_start"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), name
+        for table in ("bills", "payments"):
+            for name, column in getattr(want, table).items():
+                other = getattr(got, table)[name]
+                assert other.dtype == column.dtype and not other.flags.writeable, (table, name)
+                assert np.array_equal(other, column, equal_nan=True), (table, name)
+    if len(bills):
+        stranger = _as_parquet_reads_it(
+            bills.assign(customer_id="nobody"), ["issued_on", "due_date"]
+        )
+        with pytest.raises(ValueError, match="bills: customer_id 'nobody' is not in the chunk"):
+            prepare(customers, stranger, arrow[1])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ledgers())
 def test_every_customer_is_a_row_or_has_the_reason_it_is_not(ledger):
@@ -373,17 +410,20 @@ def test_rows_already_in_order_are_recognised_exactly(rows):
 
 
 def test_month_index_reads_the_string_buffer_as_the_arrow_kernels_parse_it():
-    from features.engine import _month_index, _month_index_of_buffer
+    from features.engine import _month_index_of_buffer, month_index
 
     periods = pd.Series(["2023-01", "1999-12", "2024-10", "2026-02"] * 3)
-    fast = _month_index(periods)
+    fast = month_index(periods)
     assert fast.tolist() == [2023 * 12, 1999 * 12 + 11, 2024 * 12 + 9, 2026 * 12 + 1] * 3
+    assert month_index(pa.chunked_array([periods.tolist()[:5], periods.tolist()[5:]])).tolist() == (
+        fast.tolist()
+    )  # Arrow in, as read from Parquet
     sliced = pa.array(periods.tolist(), pa.string()).slice(5, 6)  # an offset into the buffer
     assert _month_index_of_buffer(sliced).tolist() == fast[5:11].tolist()
     # anything that is not DDDD-DD (other lengths, a letter, another separator) takes the
     # string kernels, which read the same months where they can
     for odd in (["2024-1", "2024-12"], ["2024/03", "2024-04"], ["20a4-03"], ["2024-03 "]):
         assert _month_index_of_buffer(pa.array(odd, pa.string())) is None, odd
-    assert _month_index(pd.Series(["2024-12", "2024-1"])).tolist() == [24299, 24288]
+    assert month_index(pd.Series(["2024-12", "2024-1"])).tolist() == [24299, 24288]
     with pytest.raises(pa.ArrowInvalid):
-        _month_index(pd.Series(["20a4-03"]))
+        month_index(pd.Series(["20a4-03"]))
