@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -342,15 +343,18 @@ def _positional(template: str) -> str:
     return "".join(parts)
 
 
-def _fill(template: str, rows: pd.DataFrame) -> list[str | None]:
+def _fill(template: str, rows: pd.DataFrame, said: Mapping[str, str]) -> list[str | None]:
     """The template filled with each row's values (numbers settled to :data:`SAID_DECIMALS`
-    first); ``None`` where a value is missing."""
+    first) and the values ``said`` of every row (the currency); ``None`` where a value is
+    missing."""
     names = _fields(template)
     if not names:
         return [template] * len(rows)
     columns = []
     for name in names:
-        if name in _DERIVED:
+        if name in said:
+            column = [said[name]] * len(rows)
+        elif name in _DERIVED:
             column = list(_DERIVED[name](rows))
         elif name in rows:
             column = rows[name].tolist()
@@ -377,7 +381,7 @@ def say_all(
     text of every cause has no condition and no value, so each row gets one: that general
     wording is not a fact (``factual`` False).
     """
-    rows = rows.assign(currency=currency, currency_zh=CURRENCY_ZH.get(currency, currency))
+    said = {"currency": currency, "currency_zh": CURRENCY_ZH.get(currency, currency)}
     en = np.full(len(rows), None, dtype=object)
     zh = np.full(len(rows), None, dtype=object)
     factual = np.zeros(len(rows), dtype=bool)
@@ -388,7 +392,7 @@ def say_all(
         if take.size == 0:
             continue
         sub = rows.iloc[take]
-        e, z = _fill(en_t, sub), _fill(zh_t, sub)
+        e, z = _fill(en_t, sub, said), _fill(zh_t, sub, said)
         ok = np.array([a is not None and b is not None for a, b in zip(e, z, strict=True)])
         en[take[ok]] = np.asarray(e, dtype=object)[ok]
         zh[take[ok]] = np.asarray(z, dtype=object)[ok]

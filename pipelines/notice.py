@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from features.errors import GridscoreError, InputMissing
 from features.statement import facts, statement
-from models.notice import LANGUAGES, NoticeTerms, evidence, render, tables, verify
+from models.notice import LANGUAGES, NoticeTerms, evidence, of_customers, render, tables, verify
 from models.policy import ADVERSE, REVIEW_UNVERIFIED, SecurityTerms
 from pipelines.config import Params
 
@@ -103,8 +103,8 @@ def notices_for(
         return problems, {}
     as_of = pd.Timestamp(adverse["as_of"].iloc[0])
     ids = set(adverse["customer_id"])
-    b = bills[bills["customer_id"].isin(ids)]
-    p = payments[payments["customer_id"].isin(ids)]
+    b = bills[of_customers(bills["customer_id"], ids)]
+    p = payments[of_customers(payments["customer_id"], ids)]
     st = statement(b, p, as_of)  # once: the facts and the evidence both read it
     found = facts(b, p, as_of, st=st)
     currency = params.tariffs.currency
@@ -117,12 +117,14 @@ def notices_for(
         for cid, code in zip(ok["customer_id"], ok.get(f"reason_{k}_code", []), strict=False):
             if isinstance(code, str):
                 stated.setdefault(code, set()).add(cid)
-    shown = {
-        (code, lang): tables(
-            records[code][records[code]["customer_id"].isin(stated[code])], currency, lang
-        )
+    behind = {  # each cause's records once, for the customers it is stated to
+        code: records[code][of_customers(records[code]["customer_id"], stated[code])]
         for code in records
         if code in stated
+    }
+    shown = {
+        (code, lang): tables(rows, currency, lang)
+        for code, rows in behind.items()
         for lang in LANGUAGES
     }
     by_id = found.set_index("customer_id")

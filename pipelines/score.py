@@ -29,7 +29,8 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from features.errors import GridscoreError
 from models.decision import DecisionModel
 from models.notice import LANGUAGES
 from models.policy import ADVERSE
-from pipelines import decision, streaming
+from pipelines import decision, partition, streaming
 from pipelines import notice as notices
 from pipelines import validate as validation
 from pipelines.config import Params
@@ -61,7 +62,6 @@ from pipelines.tracking import Tracker, model_requirements, optional_schema
 
 log = logging.getLogger(__name__)
 
-PART_KEY = b"gridscore.partition"
 HISTORY = "_history.json"
 MANIFEST = "_manifest.json"
 RECONCILIATION = "_reconciliation.json"
@@ -213,33 +213,6 @@ def _registered(tracker: Tracker, params: Params) -> dict[str, str]:
     return out
 
 
-# ---------------------------------------------------------------- the output's Arrow schema
-
-
-def output_schema(model: DecisionModel) -> pa.Schema:
-    """Every column typed, so every partition (and the Spark path) has the same schema."""
-    kinds = {
-        "as_of": pa.date32(),
-        "cluster": pa.int32(),
-        "pd": pa.float64(),
-        "exposure": pa.float64(),
-        "expected_loss": pa.float64(),
-        "raw_score": pa.float64(),
-        "security_amount": pa.float64(),
-        "quarantined_rows": pa.int64(),
-        "explained": pa.bool_(),
-    }
-    return pa.schema([(c, kinds.get(c, pa.string())) for c in model.columns()])
-
-
-def to_arrow(decisions: pd.DataFrame, schema: pa.Schema, stats: dict | None = None) -> pa.Table:
-    frame = decisions.assign(as_of=pd.to_datetime(decisions["as_of"]).dt.date)
-    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    if stats is not None:
-        table = table.replace_schema_metadata({PART_KEY: json.dumps(stats).encode()})
-    return table
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -264,7 +237,7 @@ def _done(path: Path) -> dict | None:
     unreadable, or not the size its footer says."""
     try:
         meta = pq.read_metadata(path)
-        stats = json.loads(meta.metadata[PART_KEY])
+        stats = json.loads(meta.metadata[partition.PART_KEY])
         pages = pq.read_metadata(notices.table_path(path.parent, stats["partition"])).num_rows
     except (OSError, KeyError, TypeError, ValueError, pa.ArrowInvalid):
         return None
@@ -444,16 +417,13 @@ def _prepare_out(folder: Path, manifest: dict) -> None:
 
 @dataclass(frozen=True)
 class _Job:
-    """What every partition of a run needs."""
+    """What deciding every partition of a run needs."""
 
     day: pd.Timestamp
     costs: dict
     grace: int
     gaps: pd.DataFrame
     model: DecisionModel
-    out: Path
-    params: Params
-    n_parts: int
 
 
 def _decide_partition(job: _Job, i: int, cust, bills, pays) -> tuple:
@@ -468,76 +438,52 @@ def _decide_partition(job: _Job, i: int, cust, bills, pays) -> tuple:
     return decisions, inactive
 
 
-def _finish_partition(job: _Job, i: int, span: tuple, records: tuple, decided: tuple, t0) -> dict:
-    """Partition ``i``'s notices, checked against its records (``records``: the bills and
-    payments of the customers asked for security, ``notice.records_of``), then its file,
-    written atomically into ``out`` (``out/_tmp`` first). ``span``: the partition's number
-    of customers, its first and last customer id. Returns its counts (also in the footer)."""
-    decisions, inactive = decided
-    bills, pays = records
-    model = job.model
-    decisions, written = notices.check_and_write(
-        decisions, bills, pays, job.out, job.params, model.config.top_n, i
-    )
-    flags = decisions["flags"].dropna().str.split(";").explode().value_counts().to_dict()
-    part = {
-        "partition": i,
-        "customers": span[0],
-        "active": len(decisions),
-        "inactive": {k: int(v) for k, v in inactive.items()},
-        "flagged": int(decisions["flags"].notna().sum()),
-        "flags": {k: int(v) for k, v in flags.items()},
-        "grades": decisions["grade"].value_counts().sort_index().to_dict(),
-        "credit_actions": decisions["credit_action"].value_counts().sort_index().to_dict(),
-        "tiers": decisions["tier"].value_counts().sort_index().to_dict(),
-        "notices": written,
-        "first_customer": span[1],
-        "last_customer": span[2],
-    }
-    path = job.out / f"part-{i:05d}.parquet"
-    staged = job.out / "_tmp" / f"{path.name}.{os.getpid()}"
-    pq.write_table(to_arrow(decisions, output_schema(model), part), staged, compression="zstd")
-    os.replace(staged, path)  # atomic: a partition is there whole or not at all
-    log.info(
-        "partition %d/%d: %d customers, %d scored, %d flagged, %.1f s",
-        i + 1,
-        job.n_parts,
-        span[0],
-        len(decisions),
-        part["flagged"],
-        time.perf_counter() - t0,
-    )
-    return part
-
-
 def _run(
     n_customers, inputs, size, day, costs, grace, gaps, model, out, progress, params
 ) -> list[dict]:
     """Every partition not already whole in ``out``, in customer order.
 
-    Two partitions overlap: while one thread checks partition i's notices against its
-    records and writes it (pandas and Python, holding the GIL most of the time), the main
-    thread decides partition i + 1 (LightGBM's TreeSHAP and Parquet, which release it): on
-    2 cores the second core is otherwise idle in the notices' part (docs/benchmarks.md). At
-    most one partition is being finished at a time, and partitions are finished and written
-    in order, each atomically as before: a run killed at any moment leaves whole partitions
-    only, and the output is the serial run's, byte for byte.
+    Two partitions overlap: while a worker process checks partition i's notices against its
+    records and writes it (``pipelines.partition``: pandas and Python), this process decides
+    partition i + 1. At most one partition is being finished at a time, and partitions are
+    finished and written in order, each atomically as before: a run killed at any moment
+    leaves whole partitions only, and the output is the serial run's, byte for byte.
     """
     (out / "_tmp").mkdir(exist_ok=True)
     n_parts = -(-n_customers // size)
-    job = _Job(day, costs, grace, gaps, model, out, params, n_parts)
+    job = _Job(day, costs, grace, gaps, model)
+    to_finish = partition.Finish(
+        out, params, model.config.top_n, partition.output_schema(model.columns())
+    )
     stats: list[dict] = []
     bar = tqdm(total=n_customers, desc="score", unit="customer", disable=progress is False)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridscore-finish") as finisher:
-        pending: tuple[Future, int] | None = None
+    with partition.finisher() as finisher:
+        pending: tuple[Future, int, int, float] | None = None
 
         def settle() -> None:  # the partition being finished: its counts, in order
             nonlocal pending
             if pending is not None:
-                future, n = pending
+                future, at, n, t0 = pending
                 pending = None
-                stats.append({**future.result(), "resumed": False})
+                try:
+                    part = future.result()
+                except BrokenProcessPool:
+                    raise ScoreError(
+                        f"{out}: the process finishing partition {at} died (killed, "
+                        "or out of memory); the partitions before it are whole: run again "
+                        "to resume"
+                    ) from None
+                stats.append({**part, "resumed": False})
                 bar.update(n)
+                log.info(
+                    "partition %d/%d: %d customers, %d scored, %d flagged, %.1f s",
+                    part["partition"] + 1,
+                    n_parts,
+                    part["customers"],
+                    part["active"],
+                    part["flagged"],
+                    time.perf_counter() - t0,
+                )
 
         for i, (cust, bills, pays) in enumerate(streaming.chunks(inputs, size)):
             done = _done(out / f"part-{i:05d}.parquet")
@@ -549,14 +495,14 @@ def _run(
                 continue
             t0 = time.perf_counter()
             decided = _decide_partition(job, i, cust, bills, pays)
-            # the finisher holds only what it needs: not the partition's whole ledger
+            # the finisher is sent only what it needs: not the partition's whole ledger
             records = notices.records_of(decided[0], bills, pays)
             ids = cust["customer_id"]
             span = (len(cust), str(ids.iloc[0]), str(ids.iloc[-1]))
             del bills, pays
             settle()  # partition i - 1 written (or its error raised) before i is finished
-            future = finisher.submit(_finish_partition, job, i, span, records, decided, t0)
-            pending = (future, len(cust))
+            future = finisher.submit(partition.finish, to_finish, i, span, records, decided)
+            pending = (future, i, len(cust), t0)
         settle()
     bar.close()
     return stats

@@ -29,7 +29,7 @@ from models.decision import DecisionModel
 from pipelines import decision, streaming
 from pipelines.config import Params
 from pipelines.features import FEATURE_SCHEMA, FEATURE_TABLE
-from pipelines.score import output_schema
+from pipelines.partition import output_schema
 from pipelines.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def features_spark(spark, validated: str, params: Params, as_of: str, buckets: i
 
 def decide_spark(features, model: DecisionModel):
     """The whole decision of every feature row, through ``mapInPandas``."""
-    schema = output_schema(model)
+    schema = output_schema(model.columns())
     names = schema.names
 
     def batches(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

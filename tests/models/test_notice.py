@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from features.statement import facts, statement
-from models.notice import NoticeTerms, evidence, render, tables, verify
+from models.notice import NoticeTerms, evidence, of_customers, render, tables, verify
 from models.policy import SecurityTerms
 from models.reasons import BY_CODE, say_all
 
@@ -94,3 +95,15 @@ def test_the_notice_lists_the_bills_behind_each_reason_in_both_languages(ledger)
     assert "尚未缴清" in zh and "not yet" in en
     text = re.sub(r"<[^>]+>", " ", zh.split("</style>")[1])
     assert not re.search(r"[A-Za-z]{3,}", text.replace("GS-20260131-C1", "")), text
+
+
+@pytest.mark.parametrize("dtype", ["str", "string[python]", object])
+@pytest.mark.parametrize(
+    "wanted", [{"C1", "C3"}, ["C3", "C3", None], pd.Series(["C2"]), set(), ["C9"]]
+)
+def test_of_customers_is_pandas_isin_for_every_id_column(dtype, wanted):
+    ids = pd.Series(["C1", "C2", None, "C3", "C1"], dtype=dtype)
+    got = of_customers(ids, wanted)
+    expected = ids.isin(list(wanted)).to_numpy(dtype=bool)  # a null id matches a null only
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, expected)

@@ -203,19 +203,29 @@ def test_partition_size_does_not_change_the_output(base_slice, tmp_path, params)
     )
 
 
+@pytest.mark.parametrize(
+    ("failure", "error", "said"),
+    [
+        ("full disk", OSError, "No space left"),
+        ("worker killed", score.ScoreError, r"the process finishing partition 2 died .* resume"),
+    ],
+)
 def test_a_failure_while_a_partition_is_finished_stops_the_run_with_whole_partitions_only(
-    base_slice, tmp_path, params, monkeypatch
+    base_slice, tmp_path, params, monkeypatch, failure, error, said
 ):
-    """Partition i's notices and file are made in a thread while i + 1 is decided: an error
-    there is the run's error (not lost in the thread), the partitions before it are whole,
-    nothing of it or after it is on disk, and the next run resumes to the serial output."""
+    """Partition i's notices and file are made in a worker process while i + 1 is decided:
+    an error there is the run's error (not lost in the worker), a worker killed (the OOM
+    killer) is one line saying so, the partitions before it are whole, nothing of it or
+    after it is on disk, and the next run resumes to the serial output."""
     validated, quarantine, model, want = base_slice
     p = params.override("score", partition_customers=350, as_of=AS_OF)
     real, decided = notice_stage.check_and_write, []
 
-    def fail_on_third(decisions, bills, pays, out, prm, top_n, partition):
-        if partition == 2:
+    def fail_on_third(decisions, bills, pays, out, prm, top_n, partition):  # in the worker
+        if partition == 2 and failure == "full disk":
             raise OSError(28, "No space left on device")
+        if partition == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
         return real(decisions, bills, pays, out, prm, top_n, partition)
 
     def counted(*args):
@@ -225,7 +235,7 @@ def test_a_failure_while_a_partition_is_finished_stops_the_run_with_whole_partit
     real_decide = score._decide_partition
     monkeypatch.setattr(notice_stage, "check_and_write", fail_on_third)
     monkeypatch.setattr(score, "_decide_partition", counted)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(error, match=said):
         score.score_base(validated, tmp_path / "out", p, model, quarantine, progress=False)
     on_disk = sorted(f.name for f in (tmp_path / "out").glob("part-*.parquet"))
     assert on_disk == ["part-00000.parquet", "part-00001.parquet"]
@@ -331,22 +341,50 @@ def _cli(
 
 
 _KILLED_AT_PART_4 = """
-import os, signal, sys
+import os, signal, sys, time
 import pyarrow.parquet as pq
 from pipelines.cli import app
-real, written = pq.write_table, []
+stage, real, written = os.getpid(), pq.write_table, []
 def write_then_die(table, where, **kw):
+    # in the worker process that finishes partitions (forked: it has this patch too)
     if "_tmp" in str(where):  # a partition file (its notice table is written just before)
         written.append(where)
-    if len(written) == 4:  # the 4th partition: half written, then killed as by the OOM killer
-        with open(where, "wb") as fh:
+    if len(written) == 4:  # the 4th partition: half written, then the stage killed as by
+        with open(where, "wb") as fh:  # the OOM killer; the worker must die with it
             fh.write(b"PAR1 half a partition")
-        os.kill(os.getpid(), signal.SIGKILL)
+        with open(os.environ["WORKER_PID_FILE"], "w") as fh:
+            fh.write(str(os.getpid()))
+        os.kill(stage, signal.SIGKILL)
+        time.sleep(60)  # a worker that outlived the stage would write a whole file next
     return real(table, where, **kw)
 pq.write_table = write_then_die
 sys.argv = ["gridscore", *sys.argv[1:]]
 app()
 """
+
+
+def _killed_stage(args: list[str], pid_file: Path) -> None:
+    """Run the stage with :data:`_KILLED_AT_PART_4`: it is killed while its worker writes the
+    4th partition, and the worker dies with it (within seconds, not after its sleep)."""
+    env = {**os.environ, "WORKER_PID_FILE": str(pid_file)}
+    log = pid_file.with_suffix(".log")
+    with log.open("wb") as fh:  # a file, not a pipe: a worker that outlives the stage
+        killed = subprocess.run(  # would hold a pipe open and hang the run
+            [sys.executable, "-c", _KILLED_AT_PART_4, *args], stdout=fh, stderr=fh, env=env
+        )
+    assert killed.returncode == -signal.SIGKILL, log.read_text()[-2000:]
+    worker = Path(f"/proc/{pid_file.read_text()}")
+    deadline = time.monotonic() + 10
+    while worker.exists() and "Z" not in _state(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not worker.exists() or "Z" in _state(worker), "the worker outlived the stage"
+
+
+def _state(proc: Path) -> str:
+    try:
+        return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"  # gone meanwhile
 
 
 def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
@@ -358,8 +396,7 @@ def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
     params_path = _params(tmp_path, partition_customers=240)
     out = tmp_path / "scores"
     args = _cli(params_path, root, seg, out, inputs=inputs)[1:]
-    killed = subprocess.run([sys.executable, "-c", _KILLED_AT_PART_4, *args], capture_output=True)
-    assert killed.returncode == -signal.SIGKILL
+    _killed_stage(args, tmp_path / "worker.pid")
     done = sorted(out.glob("part-*.parquet"))
     assert [p.name for p in done] == [f"part-{i:05d}.parquet" for i in range(3)]
     assert not (out / score.SUCCESS).exists() and list((out / "_tmp").iterdir())
@@ -385,8 +422,7 @@ def test_a_killed_run_resumes_with_no_duplicate_missing_or_corrupt_partition(
     # --overwrite killed midway: the previous run is still there, whole and readable ...
     other_params = _params(tmp_path / "other", partition_customers=260)
     args = [*_cli(other_params, root, seg, out, inputs=inputs)[1:], "--overwrite"]
-    killed = subprocess.run([sys.executable, "-c", _KILLED_AT_PART_4, *args], capture_output=True)
-    assert killed.returncode == -signal.SIGKILL
+    _killed_stage(args, tmp_path / "worker2.pid")
     pd.testing.assert_frame_equal(score.read_scores(out), resumed)
     assert json.loads((out / score.MANIFEST).read_text())["partition_customers"] == 240
     assert len(list(score.next_folder(out).glob("part-*.parquet"))) == 3
