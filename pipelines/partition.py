@@ -110,8 +110,9 @@ def _give_back() -> None:
     the C heap keep freed memory for reuse): the worker holds one partition's worth at
     most, not the high-water mark of every partition before it."""
     pa.default_memory_pool().release_unused()
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).malloc_trim(0)
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; not every C library's
+    if trim is not None:
+        trim(0)
 
 
 def _worker_start(parent: int) -> None:
