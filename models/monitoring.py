@@ -65,6 +65,67 @@ def _rates(adverse: np.ndarray, y: np.ndarray | None, pd_: np.ndarray) -> dict[s
     return out
 
 
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` row by row, NaN where ``den`` is 0 (a rate of no rows)."""
+    out = np.full(len(den), np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _resampled_rates(
+    idx: np.ndarray, adverse: np.ndarray, y: np.ndarray | None, pd_: np.ndarray
+) -> dict[str, np.ndarray]:
+    """:func:`_rates` of every resample at once: ``idx`` holds one resample's row indices
+    per row. Counts are exact in float64, and the mean PD of a row sums pairwise as
+    ``pd_[i].mean()`` does, so each value is the one :func:`_rates` gives, bit for bit."""
+    n = idx.shape[1]
+    adv = adverse[idx]
+    out = {"adverse_rate": adv.sum(axis=1) / n if n else np.full(len(idx), np.nan)}
+    if y is not None:
+        yy = y[idx]
+        good, bad = yy == 0, yy == 1
+        out["false_positive_rate"] = _ratio((adv & good).sum(axis=1), good.sum(axis=1))
+        out["true_positive_rate"] = _ratio((adv & bad).sum(axis=1), bad.sum(axis=1))
+        realised = yy.sum(axis=1) / n
+        out["calibration_ratio"] = _ratio(pd_[idx].mean(axis=1), realised)
+    return out
+
+
+#: Resampled row indices held at once (int64): about 32 MB, whatever the base's size.
+_DRAWN_AT_ONCE = 4_000_000
+
+
+def _bootstrap_differences(
+    a: np.ndarray,
+    b: np.ndarray,
+    adverse: np.ndarray,
+    y: np.ndarray | None,
+    pd_: np.ndarray,
+    metrics: list[str],
+    resamples: int,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Each metric of a resample of rows ``a`` minus that of a resample of rows ``b``, for
+    ``resamples`` pairs of resamples (with replacement, each the size of its rows). The
+    draws are made in the order of a loop of ``rng.choice(a)``, ``rng.choice(b)`` per
+    resample, so a seed gives the same intervals as that loop; the rates are computed a
+    block of resamples at a time (memory bounded by ``_DRAWN_AT_ONCE``)."""
+    draws = {m: np.empty(resamples) for m in metrics}
+    block = max(1, _DRAWN_AT_ONCE // max(1, len(a) + len(b)))
+    for start in range(0, resamples, block):
+        stop = min(resamples, start + block)
+        ia = np.empty((stop - start, len(a)), np.int64)
+        ib = np.empty((stop - start, len(b)), np.int64)
+        for j in range(stop - start):  # rng.choice(x, len(x)) is x[rng.integers(0, len(x))]
+            ia[j] = rng.integers(0, len(a), len(a))
+            ib[j] = rng.integers(0, len(b), len(b))
+        ra = _resampled_rates(a[ia], adverse, y, pd_)
+        rb = _resampled_rates(b[ib], adverse, y, pd_)
+        for m in metrics:
+            draws[m][start:stop] = ra[m] - rb[m]
+    return draws
+
+
 def group_rates(
     groups: pd.Series,
     adverse: np.ndarray,
@@ -97,13 +158,7 @@ def group_rates(
         rest = _rates(adverse[~inside], None if yy is None else yy[~inside], pd_[~inside])
         row: dict = {"group": level, **mine}
         a, b = np.flatnonzero(inside), np.flatnonzero(~inside)
-        draws = {m: np.empty(resamples) for m in metrics}
-        for r in range(resamples):
-            ia, ib = rng.choice(a, len(a)), rng.choice(b, len(b))
-            ra = _rates(adverse[ia], None if yy is None else yy[ia], pd_[ia])
-            rb = _rates(adverse[ib], None if yy is None else yy[ib], pd_[ib])
-            for m in metrics:
-                draws[m][r] = ra[m] - rb[m]
+        draws = _bootstrap_differences(a, b, adverse, yy, pd_, metrics, resamples, rng)
         flagged = []
         for m in metrics:
             diff = mine[m] - rest[m]
