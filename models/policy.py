@@ -148,8 +148,8 @@ def recommend(
     Raises:
         PolicyError: A tier or grade has no entry in the policy (never a silent blank).
     """
-    missing_t = set(tier.dropna()) - set(policy.service)
-    missing_g = set(grade.dropna()) - set(policy.credit_action)
+    missing_t = set(tier.dropna().unique()) - set(policy.service)  # unique: no loop per row
+    missing_g = set(grade.dropna().unique()) - set(policy.credit_action)
     if missing_t or missing_g:
         raise PolicyError(
             f"policy has no entry for tier(s) {sorted(missing_t)} / grade(s) {sorted(missing_g)}"

@@ -18,6 +18,7 @@ most, under three rules that make them fit for a notice to the customer:
 from __future__ import annotations
 
 import functools
+import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -318,7 +319,7 @@ SAID_DECIMALS = 9
 
 
 def _settle(value: object) -> object:
-    if isinstance(value, float | np.floating) and np.isfinite(value):
+    if isinstance(value, float | np.floating) and math.isfinite(value):  # math: no ufunc call
         return round(float(value), SAID_DECIMALS)
     return value
 
