@@ -211,7 +211,8 @@ class FeatureMissing(GridscoreError):
 def _texts(values) -> pd.api.extensions.ExtensionArray:
     """Strings or missing values as pandas' ``str`` column, built by Arrow in one pass
     (``pd.array(values, dtype="str")`` checks each value in Python: 8.8 ms against 1.4 ms
-    for 50,000 rows). The same array: NaN, None and NA are all missing."""
+    for 50,000 rows). The same array: NaN, None and NA are all missing. A value that is not
+    text is refused (pyarrow's ArrowTypeError) where pandas would have turned it into text."""
     arrow = pa.array(np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True)
     return pd.array(arrow, dtype="str")
 
