@@ -209,14 +209,16 @@ def test_the_pyfunc_takes_a_csv_with_numeric_looking_codes_and_ids(byo, tmp_path
     read as numbers, id columns passed over quietly."""
     from models.arrears import ArrearsModel
     from pipelines.serving import ArrearsPyfunc, signature
+    from pipelines.tracking import model_requirements
 
     root, _, test = byo
     model = ArrearsModel.load(root / "model")
-    mlflow.pyfunc.save_model(
-        str(tmp_path / "pyfunc"),
+    mlflow.pyfunc.save_model(  # saved as the train stage logs it: its requirements named,
+        str(tmp_path / "pyfunc"),  # not inferred by MLflow in a process of its own
         python_model=ArrearsPyfunc(),
         artifacts={"model_dir": str(root / "model")},
         signature=signature(model),
+        pip_requirements=model_requirements(),
     )
     loaded = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
     csv = pd.read_csv(root / "test.csv")
