@@ -6,21 +6,23 @@ TreeSHAP and Parquet (native code that releases the GIL) and the reason texts; f
 pandas and Python (the notices' checks and pages), which hold it. In one process the two
 took turns on the GIL and the second core stood idle about two thirds of the time
 (docs/benchmarks.md, "Batch scoring"); here each has a core. The worker is forked once, before the
-stage reads its first partition (:func:`finisher`), so it logs as the stage does; it is
+stage reads its first partition (:class:`Finisher`), so it logs as the stage does; it is
 killed with the stage (``PR_SET_PDEATHSIG``): a stage killed at any moment leaves whole
 partitions only, and the next run clears what the worker had staged in ``out/_tmp``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import json
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,8 +102,6 @@ def finish(job: Finish, i: int, span: tuple, records: tuple, decided: tuple) -> 
     staged = job.out / "_tmp" / f"{path.name}.{os.getpid()}"
     pq.write_table(to_arrow(decisions, job.schema, part), staged, compression="zstd")
     os.replace(staged, path)  # atomic: a partition is there whole or not at all
-    del decisions, bills, pays, decided, records
-    _give_back()
     return part
 
 
@@ -115,33 +115,116 @@ def _give_back() -> None:
         trim(0)
 
 
-def _worker_start(parent: int) -> None:
-    """In the worker, first: die with the stage."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the stage died before the line above ran
-        os._exit(1)
+class WorkerDied(Exception):
+    """The worker process ended before it returned a partition's counts (killed, or out of
+    memory): the calling stage says which partition and that a run again resumes."""
 
 
-def finisher() -> ProcessPoolExecutor:
-    """The one worker process that finishes partitions, in the order they are given, started
-    at once (forked before this process reads any partition: no Arrow or DuckDB work is in
-    flight in another thread, and the worker shares the loaded modules instead of importing
-    them again). Elsewhere than Linux the worker is spawned (the calling script needs its
-    ``if __name__ == "__main__"`` guard there, as for any multiprocessing)."""
-    linux = sys.platform.startswith("linux")
-    pool = ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=mp.get_context("fork" if linux else "spawn"),
-        initializer=_worker_start if linux else None,
-        initargs=(os.getpid(),) if linux else (),
-    )
-    # The worker is there before the first partition is read. What the stage holds stays
-    # out of the worker's garbage collector (gc.freeze): a cycle collected there would run
-    # the finalizer of a library object whose threads did not survive the fork.
-    gc.freeze()
-    try:
-        pool.submit(os.getpid).result()
-    finally:
-        gc.unfreeze()
-    return pool
+class _RemoteTraceback(Exception):
+    """The worker's traceback of an error it raised, as the cause of that error here."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class Finisher:
+    """The one worker process that finishes partitions (:func:`finish`), one at a time, in
+    the order they are handed over.
+
+    It is forked at once (before this process reads any partition: no Arrow or DuckDB work
+    is in flight in another thread, and the worker shares the loaded modules instead of
+    importing them again); elsewhere than Linux it is spawned (the calling script needs its
+    ``if __name__ == "__main__"`` guard there, as for any multiprocessing). A partition goes
+    over a pipe and :meth:`hand_over` returns once the worker has read it, so the caller can
+    drop the partition at once: it is held by the worker alone while it is finished, not by
+    both processes (a process pool keeps every call's arguments until its result is back).
+    """
+
+    def __init__(self) -> None:
+        linux = sys.platform.startswith("linux")
+        ctx = mp.get_context("fork" if linux else "spawn")
+        self._conn, theirs = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_serve,
+            args=(theirs, os.getpid() if linux else None),
+            name="gridscore-finisher",
+            daemon=True,
+        )
+        # What the stage holds stays out of the worker's garbage collector (gc.freeze): a
+        # cycle collected there would run the finalizer of a library object whose threads
+        # did not survive the fork.
+        gc.freeze()
+        try:
+            self._proc.start()
+        finally:
+            gc.unfreeze()
+        theirs.close()  # the worker's end: its death is then an end of file here
+
+    def hand_over(self, job: Finish, i: int, span: tuple, records: tuple, decided: tuple) -> None:
+        """Partition ``i`` to the worker, to :func:`finish` (after :meth:`result` returned the
+        one before it).
+
+        Raises:
+            WorkerDied: The worker is gone.
+        """
+        try:
+            self._conn.send((job, i, span, records, decided))
+        except (BrokenPipeError, ConnectionResetError):
+            raise WorkerDied from None
+
+    def result(self) -> dict:
+        """The counts of the partition handed over last, once it is written; an error the
+        worker raised is raised here (its traceback as the cause).
+
+        Raises:
+            WorkerDied: The worker ended before it sent them.
+        """
+        try:
+            kind, value = self._conn.recv()
+        except (EOFError, ConnectionResetError):
+            raise WorkerDied from None
+        if kind == "error":
+            error, trace = value
+            raise error from _RemoteTraceback(trace)
+        return value
+
+    def close(self, wait: bool = True) -> None:
+        """The worker told to stop and waited for (``wait``), or killed at once."""
+        if wait:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            self._proc.join(timeout=60)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._conn.close()
+
+    def __enter__(self) -> Finisher:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        self.close(wait=kind is None)  # after an error here, nothing it finishes is used
+
+
+def _serve(conn, parent: int | None) -> None:
+    """The worker's loop: finish each partition handed over, send back its counts or the
+    error it raised, until told to stop."""
+    if parent is not None:  # Linux: die with the stage
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the stage died before the line above ran
+            os._exit(1)
+    while (work := conn.recv()) is not None:
+        try:
+            reply = ("done", finish(*work))
+        except Exception as error:  # the stage's error, raised there
+            trace = traceback.format_exc()
+            try:  # it must be rebuilt there too (an __init__ of its own may refuse its args)
+                pickle.loads(pickle.dumps(error))
+            except Exception:
+                error = RuntimeError(f"{type(error).__name__}: {error}")
+            reply = ("error", (error, trace))
+        del work  # the partition: the last reference to it
+        _give_back()
+        conn.send(reply)
+        del reply

@@ -29,8 +29,6 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -457,22 +455,18 @@ def _run(
     )
     stats: list[dict] = []
     bar = tqdm(total=n_customers, desc="score", unit="customer", disable=progress is False)
-    with partition.finisher() as finisher:
-        pending: tuple[Future, int, int, float] | None = None
+    with partition.Finisher() as finisher:
+        pending: tuple[int, int, float] | None = None  # the partition being finished
 
-        def settle() -> None:  # the partition being finished: its counts, in order
+        def settle() -> None:  # its counts, in order
             nonlocal pending
             if pending is not None:
-                future, at, n, t0 = pending
+                at, n, t0 = pending
                 pending = None
                 try:
-                    part = future.result()
-                except BrokenProcessPool:
-                    raise ScoreError(
-                        f"{out}: the process finishing partition {at} died (killed, "
-                        "or out of memory); the partitions before it are whole: run again "
-                        "to resume"
-                    ) from None
+                    part = finisher.result()
+                except partition.WorkerDied:
+                    raise _worker_died(out, at) from None
                 stats.append({**part, "resumed": False})
                 bar.update(n)
                 log.info(
@@ -501,11 +495,23 @@ def _run(
             span = (len(cust), str(ids.iloc[0]), str(ids.iloc[-1]))
             del bills, pays
             settle()  # partition i - 1 written (or its error raised) before i is finished
-            future = finisher.submit(partition.finish, to_finish, i, span, records, decided)
-            pending = (future, i, len(cust), t0)
+            try:
+                finisher.hand_over(to_finish, i, span, records, decided)
+            except partition.WorkerDied:
+                raise _worker_died(out, i) from None
+            # the worker holds partition i now: not this process too while it decides i + 1
+            del decided, records
+            pending = (i, len(cust), t0)
         settle()
     bar.close()
     return stats
+
+
+def _worker_died(out: Path, at: int) -> ScoreError:
+    return ScoreError(
+        f"{out}: the process finishing partition {at} died (killed, or out of memory); the "
+        "partitions before it are whole: run again to resume"
+    )
 
 
 def _sum(dicts) -> dict:
