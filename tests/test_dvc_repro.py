@@ -88,7 +88,7 @@ def test_dvc_repro_runs_every_stage(tmp_path):
     params["generate"].update(customers=600, months=24)
     params["train"]["split"].update(valid_snapshots=2, test_snapshots=2)
     params["segment"].update(k_range=[6, 7], bootstrap=1)  # the pipeline, not the k search
-    params["explain"].update(dependence_plots=1)  # the experiment below asks for 2
+    params["explain"].update(dependence_plots=1)
     # The stages' own work, not their resampling or their history: both are tested in process
     # (tests/pipelines: the run history, the gate's and the monitor's intervals).
     params["score"]["runs"] = 1
@@ -177,13 +177,18 @@ def test_dvc_repro_runs_every_stage(tmp_path):
     assert "up to date" in _run(["dvc", "status"], work, env).stdout.lower()
 
     # An experiment with one parameter changed, as a data scientist runs it: only the stage
-    # that reads the parameter reruns (and the report, which names every param).
+    # that reads the parameter reruns (and the report, which names every param), and the
+    # decision it makes moves: a calibration bar below the candidate's ECE fails the gate.
     _run([*git, "add", "-A"], work, env)
     _run([*git, "commit", "-qm", "baseline run", "--allow-empty"], work, env)
-    exp = _run(["dvc", "exp", "run", "-S", "explain.dependence_plots=2", "-n", "deps2"], work, env)
+    before = json.loads((work / "metrics" / "promotion.json").read_text())
+    assert before["passed"] and before["candidate"]["ece"] > 0.001, before
+    exp = _run(["dvc", "exp", "run", "-S", "promote.max_ece=0.001", "-n", "strict"], work, env)
     ran = {line.split("'")[1] for line in exp.stdout.splitlines() if "Running stage" in line}
-    assert ran == {"explain", "report"}, exp.stdout
+    assert ran == {"promote", "report"}, exp.stdout
+    after = json.loads((work / "metrics" / "promotion.json").read_text())
+    assert not after["passed"] and after["rules"]["max_ece"] == 0.001
+    assert any("ECE" in reason for reason in after["reasons"]), after["reasons"]
     shown = json.loads(_run(["dvc", "exp", "show", "--json"], work, env).stdout)
     text = json.dumps(shown)
-    assert "deps2" in text and '"dependence_plots": 2' in text
-    assert len(list((work / "reports" / "explanations").glob("dependence_*.png"))) == 2
+    assert "strict" in text and '"max_ece": 0.001' in text
