@@ -88,7 +88,7 @@ def test_dvc_repro_runs_every_stage(tmp_path):
     params["generate"].update(customers=600, months=24)
     params["train"]["split"].update(valid_snapshots=2, test_snapshots=2)
     params["segment"].update(k_range=[6, 7], bootstrap=1)  # the pipeline, not the k search
-    params["explain"].update(dependence_plots=1)
+    params["explain"].update(dependence_plots=1)  # one plot to draw (the count: test_explain_stage)
     # The stages' own work, not their resampling or their history: both are tested in process
     # (tests/pipelines: the run history, the gate's and the monitor's intervals).
     params["score"]["runs"] = 1
