@@ -38,9 +38,16 @@ Truth = Annotated[Path | None, typer.Option(help="generator truth, for evaluatio
 def _configure(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
 ) -> None:
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.getLevelName(log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # What the libraries say of their own work at INFO (fontTools lists every glyph it keeps
+    # when matplotlib embeds the report's CJK font: a hundred long lines) waits for DEBUG.
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(level if level == logging.DEBUG else logging.WARNING)
+
+
+#: Libraries whose INFO records are about themselves, not the run.
+_CHATTY = ("fontTools",)
 
 
 #: What the machine, not the code, can be short of: each is said in one line, exit code 2.

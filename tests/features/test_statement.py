@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from features.reference import ledger_at, paid_by_due, reference_features, settled_on
 from features.statement import facts, overdue, statement
 from tests.conftest import COSTS
-from tests.features.test_engine import GRACE, SNAPS, ledgers
+from tests.features.test_engine import GRACE, ORACLE_CUSTOMERS, SNAPS, ledgers
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ledgers())
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ledgers(max_customers=ORACLE_CUSTOMERS))
 def test_statement_settles_every_bill_as_the_reference(ledger):
     _, bills, payments = ledger
     for as_of in SNAPS.as_of:
@@ -111,8 +111,8 @@ FACTS = (
 )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ledgers())
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ledgers(max_customers=ORACLE_CUSTOMERS))
 def test_facts_restate_the_features_the_reasons_quote(ledger):
     customers, bills, payments = ledger
     as_of = SNAPS.as_of[-1]
