@@ -310,6 +310,33 @@ def test_hand_computed_ledger():
     assert labels["in_arrears"].tolist() == [1]  # DPD 43 with 200 overdue at 2024-04-30
 
 
+def test_lateness_at_its_boundaries_paid_on_the_due_day_one_day_after_30_and_31():
+    """The day counts the random ledgers reach only by chance: a bill paid on its due day is
+    on time, one paid a day after is late, 30 days late is not yet ``late30``, 31 is."""
+    bills = [
+        ("A", "2024-01", 200.0, 100.0, T("2024-02-03"), T("2024-02-18")),
+        ("A", "2024-02", 200.0, 100.0, T("2024-03-03"), T("2024-03-18")),
+        ("A", "2024-03", 200.0, 100.0, T("2024-04-03"), T("2024-04-18")),
+        ("A", "2024-04", 200.0, 100.0, T("2024-05-03"), T("2024-05-18")),
+    ]
+    payments = [
+        ("A", T("2024-02-18"), 100.0),  # bill 1 on its due day
+        ("A", T("2024-04-17"), 100.0),  # bill 2, 30 days late
+        ("A", T("2024-05-19"), 200.0),  # bill 3, 31 days late, and bill 4 (the last), 1 day
+    ]
+    c, b, p = _one_customer(bills, payments)
+    as_of = T("2024-06-30")
+    f = build_features(c, b, p, Snapshots((as_of,)), COSTS, GRACE).iloc[0]
+    assert f["late_bills_3m"] == 2 and f["late30_bills_3m"] == 1  # bills 3 and 4 are due
+    assert f["late_bills_6m"] == 3 and f["late30_bills_6m"] == 1 and f["late60_bills_6m"] == 0
+    assert f["on_time_share_6m"] == 0.25  # only bill 1's 100 of the 400
+    assert f["pay_delay_mean_12m"] == (0 + 30 + 31 + 1) / 4
+    assert f["months_since_late"] == pytest.approx(43 / 30.4375)  # bill 4, a day late
+    assert f["balance"] == 0.0 and f["dpd"] == 0
+    ref = reference_features(c, b, p, as_of, COSTS, GRACE)
+    _assert_same(pd.DataFrame([f]).set_index("customer_id"), ref)
+
+
 def test_a_reversal_unsettles_the_bill_it_re_opens_until_money_covers_it_again():
     """Bill 1 paid on time, the payment bounced, then paid again: late while re-opened."""
     bills = [
