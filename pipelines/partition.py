@@ -146,7 +146,10 @@ class Finisher:
         self._conn, theirs = ctx.Pipe()
         self._proc = ctx.Process(
             target=_serve,
-            args=(theirs, os.getpid() if linux else None),
+            # forked, the worker inherits this end too and closes it: else its own copy
+            # would keep the pipe open, and a stage gone without a word would never read as
+            # an end of file there (a spawned worker gets only its own end)
+            args=(theirs, os.getpid(), self._conn) if linux else (theirs, None, None),
             name="gridscore-finisher",
             daemon=True,
         )
@@ -206,15 +209,18 @@ class Finisher:
         self.close(wait=kind is None)  # after an error here, nothing it finishes is used
 
 
-def _serve(conn, parent: int | None) -> None:
+def _serve(conn, parent: int | None, stage_end=None) -> None:
     """The worker's loop: finish each partition handed over, send back its counts or the
-    error it raised, until told to stop."""
+    error it raised, until told to stop or the stage's end of the pipe is gone (nothing is
+    left to finish for anyone: the worker ends, quietly)."""
+    if stage_end is not None:
+        stage_end.close()
     if parent is not None:  # Linux: die with the stage
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the stage died before the line above ran
             os._exit(1)
-    while (work := conn.recv()) is not None:
+    while (work := _next(conn)) is not None:
         try:
             reply = ("done", finish(*work))
         except Exception as error:  # the stage's error, raised there
@@ -226,5 +232,16 @@ def _serve(conn, parent: int | None) -> None:
             reply = ("error", (error, trace))
         del work  # the partition: the last reference to it
         _give_back()
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the stage is gone
         del reply
+
+
+def _next(conn) -> tuple | None:
+    """The next partition, or None: told to stop, or the stage's end closed."""
+    try:
+        return conn.recv()
+    except (EOFError, ConnectionResetError):
+        return None

@@ -74,3 +74,21 @@ def test_a_killed_worker_is_worker_died_not_a_hang(monkeypatch):
     finally:
         finisher.close(wait=False)
     assert not finisher._proc.is_alive()
+
+
+def test_the_stage_s_end_closed_without_a_word_ends_the_worker_quietly(capfd):
+    """A stage that drops its end of the pipe without telling the worker to stop (killed by
+    something PR_SET_PDEATHSIG does not cover, or off Linux where there is none): the worker
+    reads an end of file and exits, with no traceback; it does not wait on a pipe it holds
+    open itself."""
+    finisher = partition.Finisher()
+    try:
+        finisher._conn.close()
+        finisher._proc.join(timeout=10)
+        assert not finisher._proc.is_alive(), "the worker still waits on the pipe"
+        assert finisher._proc.exitcode == 0
+    finally:
+        if finisher._proc.is_alive():
+            finisher._proc.kill()
+            finisher._proc.join()
+    assert "Traceback" not in capfd.readouterr().err
