@@ -38,12 +38,12 @@ Truth = Annotated[Path | None, typer.Option(help="generator truth, for evaluatio
 def _configure(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
 ) -> None:
-    level = logging.getLevelName(log_level.upper())
+    level = log_level.upper()  # a name logging does not know: its own "Unknown level" error
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # What the libraries say of their own work at INFO (fontTools lists every glyph it keeps
     # when matplotlib embeds the report's CJK font: a hundred long lines) waits for DEBUG.
     for name in _CHATTY:
-        logging.getLogger(name).setLevel(level if level == logging.DEBUG else logging.WARNING)
+        logging.getLogger(name).setLevel("DEBUG" if level == "DEBUG" else "WARNING")
 
 
 #: Libraries whose INFO records are about themselves, not the run.
