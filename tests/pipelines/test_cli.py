@@ -145,19 +145,23 @@ def test_bad_override_exit_2(tmp_path):
     assert "months" in res.output
 
 
-def test_the_font_subsetter_s_glyph_lists_wait_for_debug(monkeypatch):
+def test_the_font_subsetter_s_glyph_lists_wait_for_debug():
     """At INFO the report stage's log is the run's, not fontTools' list of every glyph it
     keeps (a hundred long lines in `dvc repro`); --log-level DEBUG shows them."""
     import logging
 
     from pipelines.cli import _configure
 
-    subset = logging.getLogger("fontTools.subset")
-    monkeypatch.setattr(logging.getLogger("fontTools"), "level", logging.NOTSET)
-    _configure("INFO")
-    assert not subset.isEnabledFor(logging.INFO) and subset.isEnabledFor(logging.WARNING)
-    _configure("DEBUG")
-    assert subset.isEnabledFor(logging.DEBUG)
+    fonts, subset = logging.getLogger("fontTools"), logging.getLogger("fontTools.subset")
+    before = fonts.level
+    try:
+        fonts.setLevel(logging.NOTSET)
+        _configure("INFO")
+        assert not subset.isEnabledFor(logging.INFO) and subset.isEnabledFor(logging.WARNING)
+        _configure("DEBUG")
+        assert subset.isEnabledFor(logging.DEBUG)
+    finally:
+        fonts.setLevel(before)  # setLevel, not an attribute put back: it clears the cache
 
 
 def test_help_lists_one_subcommand_per_stage():
